@@ -1,0 +1,498 @@
+#!/bin/bash
+# bench/run.sh: the `make bench` driver. Runs, in one sitting, each workload
+# against portcullisd, the reference limit server (bench-limit) and a private
+# Postfix (+ Dovecot SASL) instance, all on loopback ports inside a temporary
+# directory, and prints one table with ratios; writes it with the date, the
+# machine and the exact commands into docs/BENCHMARKS.md.
+#
+# Never touches a system Postfix or Dovecot: both run from configuration,
+# queue and state directories inside the temp dir, on their own ports.
+#
+# Environment (defaults in brackets):
+#   BENCH_RUNS [3]            runs per workload and server (the median counts)
+#   BENCH_SECONDS [10]        seconds per run
+#   BENCH_BUILD [build]       the meson build directory
+#   BENCH_OUT [docs/BENCHMARKS.md]   where the report goes; "-" for none
+#   BENCH_PORT_BASE [42500]   ports used: base .. base+2
+#   BENCH_IDLE_CONNS [100000] idle plain connections held by portcullisd
+#   BENCH_TLS_IDLE [10000]    idle TLS connections held by portcullisd
+#   BENCH_BLOCKED_IDLE [10000] blocked clients that never send QUIT
+#   BENCH_POSTFIX_IDLE [300]  idle connections held by Postfix (a process each)
+#   BENCH_SKIP_POSTFIX [0]    1: leave Postfix out (reason printed)
+#   BENCH_ONLY [all]          space-separated subset of: greet session tls authfail idle guard
+#   BENCH_KEEP [0]            1: keep the temp dir (logs, configs) and print its path
+set -u
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO" || exit 1
+RUNS=${BENCH_RUNS:-3}
+SECS=${BENCH_SECONDS:-10}
+BUILD=${BENCH_BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$REPO/$BUILD" ;; esac
+OUT=${BENCH_OUT:-$REPO/docs/BENCHMARKS.md}
+PORT_BASE=${BENCH_PORT_BASE:-42500}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-100000}
+TLS_IDLE=${BENCH_TLS_IDLE:-10000}
+BLOCKED_IDLE=${BENCH_BLOCKED_IDLE:-10000}
+PF_IDLE=${BENCH_POSTFIX_IDLE:-300}
+ONLY=${BENCH_ONLY:-greet session tls authfail idle guard}
+PY=/usr/bin/python3
+
+LG="$BUILD/bench/smtp-loadgen"
+LIMIT="$BUILD/bench/bench-limit"
+GB="$BUILD/bench/guard-bench"
+PD="$BUILD/portcullisd"
+PCTL="$BUILD/portcullisctl"
+
+P_LIMIT=$PORT_BASE
+P_PD=$((PORT_BASE + 1))
+P_PF=$((PORT_BASE + 2))
+
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+say() { printf '%s\n' "$*" >&2; }
+
+for b in "$LG" "$LIMIT"; do
+  if [ ! -x "$b" ]; then
+    say "bench: $b is missing: build first (make, or ninja -C $BUILD)"
+    exit 1
+  fi
+done
+[ -x "$PY" ] || { say "bench: $PY is needed for the report (apt-get install python3)"; exit 1; }
+
+# Many sockets: the generator and the servers it starts inherit this.
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+
+T=$(mktemp -d /tmp/portcullis-bench.XXXXXX) || exit 1
+chmod 755 "$T"   # Postfix and Dovecot drop privileges and must reach their dirs
+RES="$T/results.tsv"
+CMDS="$T/commands.txt"
+SKIPS="$T/skipped.txt"
+: > "$RES"; : > "$CMDS"; : > "$SKIPS"
+
+PIDS=""
+PF_CONF=""
+cleanup() {
+  set +e
+  if [ -n "$PF_CONF" ]; then postfix -c "$PF_CONF" stop >/dev/null 2>&1; fi
+  for p in $PIDS; do kill "$p" 2>/dev/null; done
+  sleep 0.5
+  for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then say "bench: kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+skip() { printf '%s\t%s\n' "$1" "$2" >> "$SKIPS"; say "bench: SKIPPED $1: $2"; }
+
+port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+wait_port() {   # PORT SECONDS PID
+  local i=0
+  while [ $i -lt $(($2 * 10)) ]; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    if [ -n "${3:-}" ] && ! kill -0 "$3" 2>/dev/null; then return 1; fi
+    sleep 0.1; i=$((i + 1))
+  done
+  return 1
+}
+
+for p in $P_LIMIT $P_PD $P_PF; do
+  if ! port_free "$p"; then say "bench: port $p is in use; set BENCH_PORT_BASE"; exit 1; fi
+done
+
+# ---- process trees and their memory (PSS) --------------------------------
+tree_pids() {   # ROOT_PID... -> the roots and all their descendants
+  ps -e -o pid=,ppid= | awk -v roots="$*" '
+    { parent[$1] = $2; pids[NR] = $1 }
+    END {
+      n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1
+      changed = 1
+      while (changed) { changed = 0
+        for (k in pids) { p = pids[k]; if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } } }
+      for (p in keep) print p
+    }'
+}
+pss_kb() {      # ROOT_PID... -> summed Pss in kB of the trees
+  local total=0 p v
+  for p in $(tree_pids "$@"); do
+    v=$(awk '/^Pss:/ { print $2; exit }' "/proc/$p/smaps_rollup" 2>/dev/null)
+    total=$((total + ${v:-0}))
+  done
+  echo $total
+}
+server_roots() {  # SERVER -> its root pids
+  case "$1" in
+    limit) echo "$LIMIT_PID" ;;
+    portcullisd) echo "$PD_PID" ;;
+    postfix) echo "$(tr -d ' ' < "$PF_QUEUE/pid/master.pid" 2>/dev/null) $DC_PID" ;;
+  esac
+}
+
+# ---- running the generator ----------------------------------------------
+# run_lg WORKLOAD SERVER RUN ARGS... : one run; PSS sampled halfway through.
+run_lg() {
+  local wl=$1 srv=$2 run=$3; shift 3
+  local log="$T/lg-$wl-$srv-$run.out"
+  [ "$run" = 1 ] && printf '%s\t%s\t%s\n' "$wl" "$srv" "smtp-loadgen $*" >> "$CMDS"
+  "$LG" "$@" > "$log" 2>&1 &
+  local lgpid=$!
+  sleep "$(awk -v s="$SECS" 'BEGIN { print s / 2 }')"
+  local pss
+  pss=$(pss_kb $(server_roots "$srv"))
+  wait $lgpid
+  local r
+  r=$(grep '^RESULT ' "$log" | tail -1)
+  if [ -z "$r" ]; then r="RESULT failed=1"; say "bench: $wl/$srv run $run: no RESULT ($(tail -1 "$log"))"; fi
+  printf '%s\t%s\t%s\t%s pss_kb=%s\n' "$wl" "$srv" "$run" "$r" "$pss" >> "$RES"
+  say "  $wl $srv run $run: $(echo "$r" | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^(rate|p50_ms|p99_ms|ok|err|codes)=/) printf "%s ", $i }')pss=${pss}kB"
+}
+
+# run_idle WORKLOAD SERVER ARGS... : PSS before the ramp and while holding.
+run_idle() {
+  local wl=$1 srv=$2; shift 2
+  local log="$T/lg-$wl-$srv.out" err="$T/lg-$wl-$srv.err"
+  printf '%s\t%s\t%s\n' "$wl" "$srv" "smtp-loadgen $*" >> "$CMDS"
+  local base hold=0
+  sleep 1
+  base=$(pss_kb $(server_roots "$srv"))
+  "$LG" "$@" > "$log" 2> "$err" &
+  local lgpid=$! i=0
+  while [ $i -lt 1500 ] && kill -0 $lgpid 2>/dev/null; do
+    if grep -q '^HOLDING' "$err"; then
+      sleep 1
+      hold=$(pss_kb $(server_roots "$srv"))
+      break
+    fi
+    sleep 0.1; i=$((i + 1))
+  done
+  wait $lgpid
+  local r
+  r=$(grep '^RESULT ' "$log" | tail -1)
+  [ -z "$r" ] && r="RESULT failed=1"
+  printf '%s\t%s\t1\t%s base_kb=%s hold_kb=%s\n' "$wl" "$srv" "$r" "$base" "$hold" >> "$RES"
+  say "  $wl $srv: $(echo "$r" | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^(open|open_at_start|dropped|err|codes)=/) printf "%s ", $i }')pss ${base}kB -> ${hold}kB"
+}
+
+# ---- credentials ---------------------------------------------------------
+USER_CHEAP=bench@example.test
+USER_YES=benchy@example.test
+PASS=benchpw
+"$PY" -W ignore - "$T" "$PASS" <<'EOF' || { say "bench: cannot make password hashes"; exit 1; }
+import crypt, ctypes, sys
+d, pw = sys.argv[1], sys.argv[2]
+md5 = crypt.crypt(pw, crypt.mksalt(crypt.METHOD_MD5))
+try:
+    lc = ctypes.CDLL("libcrypt.so.1")
+    lc.crypt_gensalt.restype = ctypes.c_char_p
+    lc.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    salt = lc.crypt_gensalt(b"$y$", 0, None, 0).decode()
+except Exception:
+    salt = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1"
+yes = crypt.crypt(pw, salt)
+assert md5.startswith("$1$") and yes.startswith("$y$"), (md5, yes)
+open(d + "/hash-md5", "w").write(md5)
+open(d + "/hash-yes", "w").write(yes)
+EOF
+H_MD5=$(cat "$T/hash-md5"); H_YES=$(cat "$T/hash-yes")
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+  -subj "/CN=bench.test" -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1 \
+  || { say "bench: openssl cannot make a certificate"; exit 1; }
+chmod 600 "$T/key.pem"
+
+# ---- the limit server ----------------------------------------------------
+"$LIMIT" "$P_LIMIT" > "$T/limit.log" 2>&1 &
+LIMIT_PID=$!; PIDS="$PIDS $LIMIT_PID"
+wait_port "$P_LIMIT" 10 "$LIMIT_PID" || { say "bench: bench-limit did not start: $(cat "$T/limit.log")"; exit 1; }
+
+# ---- portcullisd -----------------------------------------------------------
+PD_OK=0; PD_PID=""
+PD_DIR="$T/portcullisd"; PD_CONF="$PD_DIR/portcullis.conf"
+if [ ! -x "$PD" ] || [ ! -x "$PCTL" ]; then
+  skip portcullisd "$PD or $PCTL is not built"
+else
+  mkdir -p "$PD_DIR/var"
+  printf '%s:%s\n%s:%s\n' "$USER_CHEAP" "$H_MD5" "$USER_YES" "$H_YES" > "$PD_DIR/users"
+  cat > "$PD_CONF" <<EOF
+; portcullisd for the bench: loopback only, limits raised so that the load
+; generator is not itself blocked; the greet workload's client (127.0.0.1)
+; is blocked by hand below.
+[server]
+hostname = portcullis.bench.test
+listen = 127.0.0.1:$P_PD
+workers = auto
+max_clients = 1000000
+max_message_size = 25M
+[tls]
+cert = $T/cert.pem
+key = $T/key.pem
+[auth]
+users = users
+failure_delay = 1s
+[guard]
+auth_fail_limit = 1000000
+unauth_limit = 1000000
+conn_rate_limit = 100000000
+concurrency_limit = 1000000
+[store]
+backend = sqlite
+path = var/portcullis.db
+[delivery]
+mode = maildir
+maildir = var/mail
+[control]
+socket = var/portcullis.sock
+[log]
+level = info
+EOF
+  if ! "$PD" -t -c "$PD_CONF" > "$PD_DIR/check.log" 2>&1; then
+    skip portcullisd "config check failed: $(head -3 "$PD_DIR/check.log" | tr '\n' ' ')"
+  else
+    "$PD" -c "$PD_CONF" 2> "$PD_DIR/portcullisd.log" &
+    PD_PID=$!; PIDS="$PIDS $PD_PID"
+    if ! wait_port "$P_PD" 20 "$PD_PID"; then
+      skip portcullisd "did not start: $(tail -3 "$PD_DIR/portcullisd.log" | tr '\n' ' ')"
+    elif ! "$PCTL" -c "$PD_CONF" block 127.0.0.1 --permanent --reason bench > "$PD_DIR/block.log" 2>&1; then
+      skip portcullisd "portcullisctl block 127.0.0.1 failed: $(head -2 "$PD_DIR/block.log" | tr '\n' ' ')"
+    else
+      PD_OK=1
+      probe=$("$LG" greet -P "$P_PD" -c 1 -n 1 -d 5 -q | sed -n 's/.* codes=\([^ ]*\).*/\1/p')
+      case "$probe" in 554:*) ;; *) say "bench: warning: the blocked client got '$probe' from portcullisd, not 554" ;; esac
+      say "bench: portcullisd pid $PD_PID on 127.0.0.1:$P_PD (127.0.0.1 blocked: greeting $probe)"
+    fi
+  fi
+fi
+
+# ---- Postfix + Dovecot (private instances) --------------------------------
+PF_OK=0; DC_PID=""; PF_QUEUE="$T/postfix/queue"
+start_postfix() {
+  command -v postfix >/dev/null && command -v dovecot >/dev/null \
+    || { skip postfix "postfix or dovecot is not installed (scripts/deps.sh bench installs them as root)"; return 1; }
+  [ "$(id -u)" = 0 ] || { skip postfix "a private Postfix instance needs root (it drops to the postfix user)"; return 1; }
+  local D="$T/postfix"
+  PF_CONF="$D/conf"
+  mkdir -p "$PF_CONF" "$PF_QUEUE" "$D/data" "$T/dovecot/run" "$T/dovecot/state"
+  chown postfix:postfix "$D/data"
+  echo "127.0.0.1/32 REJECT" > "$PF_CONF/clients.cidr"
+  cat > "$PF_CONF/main.cf" <<EOF
+# A private Postfix for the bench: own config, queue and data directories,
+# one smtpd on 127.0.0.1:$P_PF. Messages are queued (fsynced, as always)
+# and then discarded instead of delivered; nothing leaves the machine.
+compatibility_level = 3.6
+queue_directory = $PF_QUEUE
+data_directory = $D/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_peername_lookup = no
+maillog_file = $D/postfix.log
+maillog_file_prefixes = $D
+default_process_limit = 1000
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+# The blocked client is turned away at connect with 554 (and then waits for QUIT).
+smtpd_delay_reject = no
+smtpd_client_restrictions = check_client_access cidr:$PF_CONF/clients.cidr
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = private/auth
+smtpd_sasl_security_options = noanonymous
+smtpd_tls_cert_file = $T/cert.pem
+smtpd_tls_key_file = $T/key.pem
+smtpd_tls_security_level = may
+smtpd_tls_auth_only = no
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_recipient_restrictions = permit_sasl_authenticated, reject
+default_transport = discard:bench
+relay_transport = discard:bench
+local_transport = discard:bench
+smtp_dns_support_level = disabled
+alias_maps =
+alias_database =
+biff = no
+message_size_limit = 52428800
+EOF
+  cat > "$PF_CONF/master.cf" <<EOF
+127.0.0.1:$P_PF inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+  # Dovecot: only its auth service, answering Postfix on the queue's private/auth.
+  printf '%s:{PLAIN}%s\n%s:{CRYPT}%s\n' "$USER_CHEAP" "$PASS" "$USER_YES" "$H_YES" > "$T/dovecot/passwd"
+  chmod 644 "$T/dovecot/passwd"
+  cat > "$T/dovecot/dovecot.conf" <<EOF
+base_dir = $T/dovecot/run
+state_dir = $T/dovecot/state
+instance_name = portcullis-bench-dovecot
+protocols =
+listen = 127.0.0.1
+log_path = $T/dovecot/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {
+  driver = passwd-file
+  args = username_format=%u $T/dovecot/passwd
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+service auth {
+  unix_listener $PF_QUEUE/private/auth {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
+}
+EOF
+  if ! postfix -c "$PF_CONF" start > "$D/start.log" 2>&1; then
+    skip postfix "postfix -c $PF_CONF start failed: $(tail -3 "$D/start.log" "$D/postfix.log" 2>/dev/null | tr '\n' ' ')"
+    PF_CONF=""
+    return 1
+  fi
+  dovecot -c "$T/dovecot/dovecot.conf" -F > "$T/dovecot/stdout.log" 2>&1 &
+  DC_PID=$!; PIDS="$PIDS $DC_PID"
+  local i=0
+  while [ ! -S "$PF_QUEUE/private/auth" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+  [ -S "$PF_QUEUE/private/auth" ] || { skip postfix "dovecot did not start: $(tail -3 "$T/dovecot/stdout.log" "$T/dovecot/dovecot.log" 2>/dev/null | tr '\n' ' ')"; return 1; }
+  wait_port "$P_PF" 20 || { skip postfix "postfix does not listen on $P_PF: $(tail -3 "$D/postfix.log" | tr '\n' ' ')"; return 1; }
+  say "bench: private Postfix $(postconf -h mail_version 2>/dev/null) on 127.0.0.1:$P_PF (config $PF_CONF), Dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1) SASL"
+  return 0
+}
+if [ "${BENCH_SKIP_POSTFIX:-0}" = 1 ]; then
+  skip postfix "BENCH_SKIP_POSTFIX=1"
+elif start_postfix; then
+  PF_OK=1
+fi
+
+servers_greet="limit"
+[ $PD_OK = 1 ] && servers_greet="$servers_greet portcullisd"
+[ $PF_OK = 1 ] && servers_greet="$servers_greet postfix"
+port_of() { case "$1" in limit) echo $P_LIMIT ;; portcullisd) echo $P_PD ;; postfix) echo $P_PF ;; esac; }
+
+START=$(date +%s)
+say "bench: $RUNS runs x ${SECS}s per workload and server; temp dir $T"
+
+# ---- greet: the blocked client ----------------------------------------------
+if want greet; then
+  for c in 64 256; do
+    say "bench: greet (blocked client: connect, greeting, QUIT) at $c concurrent"
+    for run in $(seq 1 "$RUNS"); do
+      for s in $servers_greet; do
+        run_lg "greet$c" "$s" "$run" greet -P "$(port_of $s)" -t 1 -c $c -d "$SECS" -q
+        sleep 1
+      done
+    done
+  done
+fi
+
+# ---- session: AUTH PLAIN + 10 KB message -------------------------------------
+SESS_ARGS="-t 1 -c 64 -s 10240 --messages 1 --sources 4 --source-base 127.0.0.2 -p $PASS"
+if want session; then
+  say "bench: session (EHLO, AUTH PLAIN, MAIL, RCPT, DATA 10 KB, QUIT) at 64 concurrent"
+  for run in $(seq 1 "$RUNS"); do
+    if [ $PD_OK = 1 ]; then
+      run_lg session-cheap portcullisd "$run" session -P $P_PD $SESS_ARGS -u $USER_CHEAP -d "$SECS" -q; sleep 1
+      run_lg session-yescrypt portcullisd "$run" session -P $P_PD $SESS_ARGS -u $USER_YES -d "$SECS" -q; sleep 1
+    fi
+    if [ $PF_OK = 1 ]; then
+      run_lg session-cheap postfix "$run" session -P $P_PF $SESS_ARGS -u $USER_CHEAP -d "$SECS" -q; sleep 1
+      run_lg session-yescrypt postfix "$run" session -P $P_PF $SESS_ARGS -u $USER_YES -d "$SECS" -q; sleep 1
+    fi
+  done
+fi
+if want tls; then
+  say "bench: session with STARTTLS at 64 concurrent"
+  for run in $(seq 1 "$RUNS"); do
+    if [ $PD_OK = 1 ]; then
+      run_lg session-tls portcullisd "$run" session --starttls -P $P_PD $SESS_ARGS -u $USER_CHEAP -d "$SECS" -q; sleep 1
+    fi
+    if [ $PF_OK = 1 ]; then
+      run_lg session-tls postfix "$run" session --starttls -P $P_PF $SESS_ARGS -u $USER_CHEAP -d "$SECS" -q; sleep 1
+    fi
+  done
+fi
+
+# ---- authfail: wrong passwords (one run each; failure delays dominate) ---------
+if want authfail; then
+  say "bench: authfail (EHLO, AUTH PLAIN with a wrong password, QUIT) at 64 concurrent"
+  AF_ARGS="-t 1 -c 64 --sources 4 --source-base 127.0.0.2 -u $USER_CHEAP -p $PASS"
+  [ $PD_OK = 1 ] && run_lg authfail portcullisd 1 authfail -P $P_PD $AF_ARGS -d "$SECS" -q
+  [ $PF_OK = 1 ] && run_lg authfail postfix 1 authfail -P $P_PF $AF_ARGS -d "$SECS" -q
+fi
+
+# ---- idle: connections held --------------------------------------------------
+if want idle; then
+  say "bench: idle connections (memory per connection, PSS)"
+  if [ $PD_OK = 1 ]; then
+    srcs=$(( (IDLE_CONNS + 19999) / 20000 ))
+    run_idle idle-plain portcullisd idle -P $P_PD -t 2 -c "$IDLE_CONNS" -d 5 --sources "$srcs" --source-base 127.0.1.1 --ramp-timeout 90 -q
+    sleep 2
+    run_idle idle-tls portcullisd idle --starttls -P $P_PD -t 2 -c "$TLS_IDLE" -d 3 --sources 2 --source-base 127.0.2.1 --ramp-timeout 90 -q
+    sleep 2
+    # 127.0.0.1 is blocked: each gets the 554 greeting and never says QUIT.
+    run_idle idle-blocked portcullisd idle -P $P_PD -t 2 -c "$BLOCKED_IDLE" -d 2 --ramp-timeout 60 -q
+    sleep 2
+  fi
+  if [ $PF_OK = 1 ]; then
+    run_idle idle-plain postfix idle -P $P_PF -t 1 -c "$PF_IDLE" -d 3 --sources 1 --source-base 127.0.1.1 --inflight 20 --ramp-timeout 90 -q
+  fi
+fi
+
+# ---- the accept-time block check -----------------------------------------------
+GB_OUT="$T/guard-bench.out"
+if want guard; then
+  if [ -x "$GB" ]; then
+    say "bench: guard-bench (1,000,000 blocks)"
+    printf '%s\t%s\t%s\n' guard guard-bench "guard-bench -n 1000000" >> "$CMDS"
+    "$GB" -n 1000000 > "$GB_OUT" 2>&1 || say "bench: guard-bench failed: $(tail -2 "$GB_OUT")"
+    grep -v '^RESULT' "$GB_OUT" >&2
+  else
+    skip guard-bench "$GB is not built"
+  fi
+fi
+END=$(date +%s)
+
+# ---- the report ----------------------------------------------------------------
+PF_VER=$(postconf -h mail_version 2>/dev/null || echo "?")
+DC_VER=$(dovecot --version 2>/dev/null | cut -d' ' -f1 || echo "?")
+"$PY" "$REPO/bench/report.py" --results "$RES" --commands "$CMDS" --skipped "$SKIPS" \
+  --guard "$GB_OUT" --runs "$RUNS" --seconds "$SECS" --elapsed $((END - START)) \
+  --postfix-version "$PF_VER" --dovecot-version "$DC_VER" \
+  --ports "$P_LIMIT,$P_PD,$P_PF" --out "$OUT"
+rc=$?
+[ "$OUT" != "-" ] && [ $rc = 0 ] && say "bench: wrote $OUT"
+exit $rc

@@ -1,0 +1,48 @@
+/* store: where blocks and their history live beyond the process. One
+ * interface, two backends: SQLite (one node) and Redis (many nodes).
+ *
+ * Writes are queued and return at once (a worker never waits on a disk or a
+ * network); reads serve the control socket and the start-up load, and wait
+ * for the queue ahead of them, so a read sees every write made before it. */
+#ifndef PORTCULLIS_STORE_H
+#define PORTCULLIS_STORE_H
+
+#include <stdbool.h>
+#include "config.h"
+#include "guard.h"
+
+struct store;
+typedef void (*store_block_cb)(void *ctx, const struct guard_block *b);
+
+struct store_ops {
+    /* Records a new block (insert, or replace by id). */
+    void (*put)(struct store *s, const struct guard_block *b);
+    /* Marks block `id` lifted (by, why) or expired, at `at`. */
+    void (*lift)(struct store *s, uint64_t id, int64_t at, const char *by, const char *why);
+    void (*expire)(struct store *s, uint64_t id, int64_t at);
+    /* Every block in force, or started after `since`, oldest first. Blocks
+     * whose expiry passed while no daemon ran are marked expired first. */
+    bool (*load)(struct store *s, int64_t since, int64_t now, store_block_cb cb, void *ctx);
+    /* Blocks on `prefix`, on prefixes covering it or inside it; newest
+     * first; at most `limit` (0: all). */
+    bool (*history)(struct store *s, const struct addr *prefix, int limit,
+                    store_block_cb cb, void *ctx);
+    bool (*get)(struct store *s, uint64_t id, struct guard_block *out);
+    /* Drops history that ended before `before`. */
+    void (*prune)(struct store *s, int64_t before);
+    void (*close)(struct store *s);
+};
+
+struct store {
+    const struct store_ops *ops;
+};
+
+struct store *store_sqlite_open(const struct config *c, char *err, size_t errlen);
+struct store *store_redis_open(const struct config *c, char *err, size_t errlen);
+struct store *store_open(const struct config *c, char *err, size_t errlen);
+
+/* Block ids travel as 16 hex digits. */
+void store_id_format(uint64_t id, char out[17]);
+bool store_id_parse(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,143 @@
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <openssl/rand.h>
+
+int64_t util_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A non-negative number followed by one unit from `units`; the number may
+ * not overflow once multiplied. */
+static int64_t parse_scaled(const char *s, const char *const *names,
+                            const int64_t *mult, size_t n, int64_t bare)
+{
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    int64_t m = bare;
+    if (*end != '\0') {
+        m = -1;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(end, names[i]) == 0)
+                m = mult[i];
+        if (m < 0)
+            return -1;
+    }
+    if (v > (unsigned long long)(INT64_MAX / m))
+        return -1;
+    return (int64_t)v * m;
+}
+
+int64_t util_parse_duration(const char *s)
+{
+    static const char *const names[] = {"ms", "s", "m", "h", "d"};
+    static const int64_t mult[] = {1, 1000, 60000, 3600000, 86400000};
+    return parse_scaled(s, names, mult, ARRAY_LEN(names), 1000);
+}
+
+int64_t util_parse_size(const char *s)
+{
+    static const char *const names[] = {"K", "M", "G", "k", "m", "g"};
+    static const int64_t mult[] = {1024, 1048576, 1073741824, 1024, 1048576, 1073741824};
+    return parse_scaled(s, names, mult, ARRAY_LEN(names), 1);
+}
+
+int util_parse_bool(const char *s)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1"};
+    static const char *const no[] = {"no", "false", "off", "0"};
+    for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+bool util_parse_long(const char *s, long min, long max, long *out)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+void util_rfc3339(int64_t ms, char out[UTIL_RFC3339_LEN])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, UTIL_RFC3339_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+void util_rfc5322_date(int64_t ms, char *out, size_t outlen)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    /* C locale names, whatever the environment says. */
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    snprintf(out, outlen, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
+             tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+             tm.tm_sec);
+}
+
+size_t util_strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n = strlen(src);
+    if (size > 0) {
+        size_t k = n < size - 1 ? n : size - 1;
+        memcpy(dst, src, k);
+        dst[k] = '\0';
+    }
+    return n;
+}
+
+bool util_strcaseprefix(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+void util_random(void *buf, size_t len)
+{
+    if (RAND_bytes(buf, (int)len) != 1)
+        abort();
+}
+
+void util_new_id(char out[UTIL_ID_LEN])
+{
+    uint64_t v;
+    util_random(&v, sizeof v);
+    snprintf(out, UTIL_ID_LEN, "%016llX", (unsigned long long)v);
+}

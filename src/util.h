@@ -1,0 +1,43 @@
+/* util: small helpers shared by the daemon, portcullisctl and the tests. */
+#ifndef PORTCULLIS_UTIL_H
+#define PORTCULLIS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Wall-clock milliseconds since the epoch (CLOCK_REALTIME): block times are
+ * shown to people and shared between nodes, so they are wall-clock. */
+int64_t util_now_ms(void);
+/* Monotonic milliseconds, for timeouts and rates inside one process. */
+int64_t util_mono_ms(void);
+
+/* "45s", "10m", "2h", "30d" -> milliseconds. Returns -1 on a bad value.
+ * A bare number is seconds. */
+int64_t util_parse_duration(const char *s);
+/* "512K", "25M", "1G", "1000" -> bytes. Returns -1 on a bad value. */
+int64_t util_parse_size(const char *s);
+/* "yes"/"no" (also true/false, on/off, 1/0). Returns -1 on a bad value. */
+int util_parse_bool(const char *s);
+/* A whole number in [min, max]; returns false on anything else. */
+bool util_parse_long(const char *s, long min, long max, long *out);
+
+/* RFC 3339 UTC with milliseconds: 2026-11-22T23:59:59.123Z (24 bytes + NUL). */
+#define UTIL_RFC3339_LEN 32
+void util_rfc3339(int64_t ms, char out[UTIL_RFC3339_LEN]);
+/* RFC 5322 date for headers: "Mon, 23 Nov 2026 01:02:03 +0000". */
+void util_rfc5322_date(int64_t ms, char *out, size_t outlen);
+
+/* Copies at most size-1 bytes and always terminates. Returns strlen(src). */
+size_t util_strlcpy(char *dst, const char *src, size_t size);
+bool util_strcaseprefix(const char *s, const char *prefix);
+
+/* Random bytes from OpenSSL; aborts if the RNG fails (nothing sane to do). */
+void util_random(void *buf, size_t len);
+/* A queue id / block id: 16 uppercase hex digits, unique enough across nodes. */
+#define UTIL_ID_LEN 17
+void util_new_id(char out[UTIL_ID_LEN]);
+
+#endif

@@ -1,0 +1,370 @@
+"""Helpers for the guard, portcullisctl and PROXY protocol integration tests.
+
+A tiny line-level SMTP client (so tests see every reply exactly as sent and
+can tell a close from a reply), PROXY v1/v2 header builders, bounded polling
+and RFC 3339 parsing. Only the standard library; no mocks.
+"""
+
+import base64
+import datetime as _dt
+import ipaddress
+import os
+import re
+import socket
+import struct
+import time
+
+#: multiply timeouts by this (sanitizer builds are slow), as conftest does
+T = 3 if os.environ.get("PORTCULLIS_SANITIZED") == "1" else 1
+
+HOSTNAME = "mx.test.example"
+REJECT_TEXT = "ESMTP not accepting connections"
+GREETING_554 = f"554 {HOSTNAME} {REJECT_TEXT}"
+REPLY_421 = f"421 4.7.0 {HOSTNAME} {REJECT_TEXT}"
+
+ALICE = ("alice@example.test", "alice-secret")
+BOB = ("bob@example.test", "bob-secret")
+WRONG_PASSWORD = "Wr0ng-Passw0rd-xyzzy"
+
+# PROXY tests let the PROXY client addresses AUTH without TLS.
+PLAIN_AUTH_ALL = "127.0.0.0/8 ::1/128 203.0.113.0/24 198.51.100.0/24 2001:db8::/32"
+
+RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
+
+BLOCK_KEYS = {
+    "address", "state", "reason", "started_at", "expires_at", "lifted_at",
+    "lifted_by", "lift_reason", "first_event_at", "last_event_at", "events", "node",
+}
+STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses"}
+COUNTER_KEYS = {"auth_failures", "unauth_attempts", "connections", "concurrent"}
+
+
+class Closed(Exception):
+    """The server closed the connection before a complete reply."""
+
+
+class Reply:
+    def __init__(self, lines):
+        self.lines = lines                    # every line, CRLF stripped
+        self.code = int(lines[-1][:3])
+        self.line = lines[-1]                 # the last (or only) line
+
+    def __repr__(self):
+        return f"Reply({self.lines!r})"
+
+
+class Conn:
+    """One raw SMTP connection.
+
+    source: local address to bind (e.g. "127.0.0.2" to be a different client).
+    header: bytes sent before reading anything (a PROXY header).
+    greet:  read the greeting at once (self.greeting) when True.
+    """
+
+    def __init__(self, port, host="127.0.0.1", source=None, header=None,
+                 greet=True, timeout=15):
+        src = (source, 0) if source else None
+        self.sock = socket.create_connection((host, port), timeout=timeout * T,
+                                             source_address=src)
+        self.timeout = timeout * T
+        self.buf = b""
+        self.greeting = None
+        if header is not None:
+            self.sock.sendall(header)
+        if greet:
+            self.greeting = self.reply()
+
+    # -- reading -------------------------------------------------------
+    def _line(self):
+        self.sock.settimeout(self.timeout)
+        while b"\r\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                chunk = b""
+            if not chunk:
+                raise Closed(f"connection closed; partial data {self.buf!r}")
+            self.buf += chunk
+            if len(self.buf) > 1 << 20:
+                raise AssertionError("reply line longer than 1 MB")
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def reply(self):
+        lines = []
+        while True:
+            line = self._line()
+            assert re.match(r"^\d{3}[ -]", line) or re.match(r"^\d{3}$", line), \
+                f"malformed reply line {line!r}"
+            lines.append(line)
+            if len(line) == 3 or line[3] == " ":
+                return Reply(lines)
+
+    # -- writing -------------------------------------------------------
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def ehlo(self, name="client.test"):
+        r = self.cmd(f"EHLO {name}")
+        assert r.code == 250, r
+        return r
+
+    def auth_plain(self, user, password):
+        tok = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        return self.cmd(f"AUTH PLAIN {tok}")
+
+    def auth_fail(self, user=ALICE[0]):
+        r = self.auth_plain(user, WRONG_PASSWORD)
+        assert r.line.startswith("535 5.7.8"), r
+        return r
+
+    def wait_closed(self, timeout=10):
+        """True once the server has closed (EOF or reset) within timeout;
+        False if it is still open then. Data that arrives is kept in buf."""
+        deadline = time.monotonic() + timeout * T
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+            if not chunk:
+                return True
+            self.buf += chunk
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def quit(self):
+        try:
+            self.cmd("QUIT")
+        except (Closed, OSError):
+            pass
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_all_until_close(sock, timeout=10):
+    """Reads until EOF/reset; returns (data, closed). closed is False when
+    the timeout passed with the connection still open."""
+    data = b""
+    deadline = time.monotonic() + timeout * T
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+# -- polling ---------------------------------------------------------------
+def wait_until(pred, timeout=15, interval=0.1, what="condition"):
+    """Polls pred() until it returns a truthy value; returns that value.
+    Fails the test after timeout seconds."""
+    timeout *= T
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
+        time.sleep(interval)
+
+
+def greeting_of(port, **kw):
+    """Connects, returns the greeting line, closes (QUIT if 220/554)."""
+    c = Conn(port, **kw)
+    try:
+        return c.greeting.line
+    finally:
+        c.quit()
+
+
+def wait_greeting(port, prefix, timeout=20, **kw):
+    """Polls new connections until the greeting starts with prefix."""
+    return wait_until(lambda: (lambda g: g if g.startswith(prefix) else None)(greeting_of(port, **kw)),
+                      timeout=timeout, interval=0.2, what=f"greeting {prefix!r}")
+
+
+# -- guard actions -----------------------------------------------------------
+def fail_auth(port, n, **kw):
+    """Opens a session, EHLO, n failed AUTHs (each must be 535 5.7.8).
+    Returns the open Conn."""
+    c = Conn(port, **kw)
+    assert c.greeting.code == 220, c.greeting
+    c.ehlo()
+    for _ in range(n):
+        c.auth_fail()
+    return c
+
+
+def status(d, ip):
+    return d.ctl_json("status", ip)
+
+
+def wait_state(d, ip, state, timeout=20):
+    return wait_until(lambda: (lambda s: s if s["state"] == state else None)(status(d, ip)),
+                      timeout=timeout, interval=0.2, what=f"status {ip} state {state}")
+
+
+# -- times -------------------------------------------------------------------
+def ts(s):
+    """Parses an RFC 3339 UTC time ending in Z; asserts the form."""
+    assert isinstance(s, str) and RFC3339_Z.match(s), f"not RFC 3339 UTC with Z: {s!r}"
+    base, _, frac = s[:-1].partition(".")
+    t = _dt.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.timezone.utc)
+    if frac:
+        t += _dt.timedelta(microseconds=int((frac + "000000")[:6]))
+    return t
+
+
+def seconds_between(a, b):
+    return (ts(b) - ts(a)).total_seconds()
+
+
+def now_utc():
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def check_block_shape(b):
+    """Asserts a BLOCK object has exactly the SPEC §5 fields with the right types."""
+    assert isinstance(b, dict), b
+    # every named field of SPEC §5; an extra field (e.g. a record id) is an
+    # additive extension a JSON consumer ignores, so it is tolerated here
+    assert BLOCK_KEYS <= set(b), f"BLOCK lacks {BLOCK_KEYS - set(b)}: {b}"
+    ipaddress.ip_network(b["address"], strict=True)
+    assert "/" in b["address"], b
+    assert b["state"] in ("blocked", "permanent", "lifted", "expired"), b
+    assert b["reason"] in ("auth_failures", "unauth_attempts", "conn_rate", "manual"), b
+    ts(b["started_at"])
+    for k in ("expires_at", "lifted_at", "first_event_at", "last_event_at"):
+        if b[k] is not None:
+            ts(b[k])
+    for k in ("lifted_by", "lift_reason"):
+        assert b[k] is None or isinstance(b[k], str), (k, b)
+    assert isinstance(b["events"], int) and not isinstance(b["events"], bool), b
+    assert b["node"] is None or isinstance(b["node"], str), b
+    if b["state"] == "permanent":
+        assert b["expires_at"] is None, b
+    if b["state"] in ("blocked",):
+        assert b["expires_at"] is not None, b
+    if b["state"] in ("blocked", "permanent"):
+        assert b["lifted_at"] is None, b
+
+
+def check_status_shape(s):
+    assert isinstance(s, dict), s
+    assert set(s) == STATUS_KEYS, f"status keys differ: extra {set(s) - STATUS_KEYS}, missing {STATUS_KEYS - set(s)}"
+    assert s["state"] in ("clear", "blocked", "permanent"), s
+    assert isinstance(s["counters"], dict) and set(s["counters"]) == COUNTER_KEYS, s
+    for k, v in s["counters"].items():
+        assert isinstance(v, int) and not isinstance(v, bool) and v >= 0, (k, s)
+    assert isinstance(s["offenses"], int) and not isinstance(s["offenses"], bool), s
+    ipaddress.ip_network(s["prefix"], strict=True)
+    ipaddress.ip_address(s["address"])
+    for k in ("block", "last_block"):
+        if s[k] is not None:
+            check_block_shape(s[k])
+    if s["state"] == "clear":
+        assert s["block"] is None, s
+    else:
+        assert s["block"] is not None, s
+        assert s["block"]["state"] == ("permanent" if s["state"] == "permanent" else "blocked"), s
+
+
+# -- PROXY protocol headers -------------------------------------------------------
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v1(src, dst="192.0.2.25", sport=40000, dport=587):
+    fam = "TCP6" if ":" in src else "TCP4"
+    return f"PROXY {fam} {src} {dst} {sport} {dport}\r\n".encode()
+
+
+def proxy_v2(src, dst=None, sport=40000, dport=587, tlvs=b"", command=0x1):
+    """A PROXY v2 header (command 1 = PROXY, 0 = LOCAL)."""
+    ver_cmd = 0x20 | command
+    if command == 0:
+        return V2_SIG + bytes([ver_cmd, 0x00]) + struct.pack("!H", len(tlvs)) + tlvs
+    s = ipaddress.ip_address(src)
+    if s.version == 4:
+        d = ipaddress.ip_address(dst or "192.0.2.25")
+        body = s.packed + d.packed + struct.pack("!HH", sport, dport)
+        fam = 0x11
+    else:
+        d = ipaddress.ip_address(dst or "2001:db8:ffff::25")
+        body = s.packed + d.packed + struct.pack("!HH", sport, dport)
+        fam = 0x21
+    body += tlvs
+    return V2_SIG + bytes([ver_cmd, fam]) + struct.pack("!H", len(body)) + body
+
+
+def tlv(t, value):
+    return bytes([t]) + struct.pack("!H", len(value)) + value
+
+
+# -- logs -------------------------------------------------------------------
+def log_lines(d, event=None):
+    out = []
+    for line in d.log().splitlines():
+        if event is None or re.search(rf"(^|\s)event={re.escape(event)}(\s|$)", line):
+            out.append(line)
+    return out
+
+
+def logfmt(line):
+    """Parses one logfmt line into a dict (values with quotes unquoted)."""
+    out = {}
+    for m in re.finditer(r'(\w[\w.]*)=("(?:[^"\\]|\\.)*"|\S*)', line):
+        v = m.group(2)
+        if v.startswith('"') and v.endswith('"') and len(v) >= 2:
+            v = v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        out[m.group(1)] = v
+    return out
+
+
+def have_ipv6_loopback():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.bind(("::1", 0))
+        finally:
+            s.close()
+        return True
+    except OSError:
+        return False
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
