@@ -250,8 +250,14 @@ EOF
   else
     "$PD" -c "$PD_CONF" 2> "$PD_DIR/portcullisd.log" &
     PD_PID=$!; PIDS="$PIDS $PD_PID"
-    if ! wait_port "$P_PD" 20 "$PD_PID"; then
+    i=0   # ready = it said so (event=ready), or at least it listens and has its control socket
+    while [ $i -lt 200 ] && kill -0 "$PD_PID" 2>/dev/null && ! grep -q 'event=ready' "$PD_DIR/portcullisd.log"; do
+      sleep 0.1; i=$((i + 1))
+    done
+    if ! wait_port "$P_PD" 5 "$PD_PID"; then
       skip portcullisd "did not start: $(tail -3 "$PD_DIR/portcullisd.log" | tr '\n' ' ')"
+    elif ! { i=0; while [ $i -lt 50 ] && [ ! -S "$PD_DIR/var/portcullis.sock" ]; do sleep 0.1; i=$((i + 1)); done; [ -S "$PD_DIR/var/portcullis.sock" ]; }; then
+      skip portcullisd "no control socket at $PD_DIR/var/portcullis.sock: $(tail -3 "$PD_DIR/portcullisd.log" | tr '\n' ' ')"
     elif ! "$PCTL" -c "$PD_CONF" block 127.0.0.1 --permanent --reason bench > "$PD_DIR/block.log" 2>&1; then
       skip portcullisd "portcullisctl block 127.0.0.1 failed: $(head -2 "$PD_DIR/block.log" | tr '\n' ' ')"
     else

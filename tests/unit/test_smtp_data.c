@@ -155,7 +155,7 @@ static void test_bytes_after_end_not_consumed(void **state)
 }
 
 /* The reference message for the split tests. */
-static const char SPLIT_MSG[] = "Subject: s\r\n\r\nline1\r\n..dot\r\n.\r\n\r\nx.\r\n.\r\nRSET\r\n";
+static const char SPLIT_MSG[] = "Subject: s\r\n\r\nline1\r\n..dot\r\n..\r\n\r\nx.\r\n.\r\nRSET\r\n";
 static const char SPLIT_OUT[] = "Subject: s\n\nline1\n.dot\n.\n\nx.\n";
 #define SPLIT_TAIL 6   /* "RSET\r\n" */
 
