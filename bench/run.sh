@@ -67,7 +67,8 @@ chmod 755 "$T"   # Postfix and Dovecot drop privileges and must reach their dirs
 RES="$T/results.tsv"
 CMDS="$T/commands.txt"
 SKIPS="$T/skipped.txt"
-: > "$RES"; : > "$CMDS"; : > "$SKIPS"
+NOTES="$T/notes.txt"
+: > "$RES"; : > "$CMDS"; : > "$SKIPS"; : > "$NOTES"
 
 PIDS=""
 PF_CONF=""
@@ -83,6 +84,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 skip() { printf '%s\t%s\n' "$1" "$2" >> "$SKIPS"; say "bench: SKIPPED $1: $2"; }
+note() { printf '%s\n' "$*" >> "$NOTES"; say "bench: note: $*"; }
 
 port_free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -206,6 +208,52 @@ LIMIT_PID=$!; PIDS="$PIDS $LIMIT_PID"
 wait_port "$P_LIMIT" 10 "$LIMIT_PID" || { say "bench: bench-limit did not start: $(cat "$T/limit.log")"; exit 1; }
 
 # ---- portcullisd -----------------------------------------------------------
+# pd_start: starts portcullisd and waits until it is ready; makes sure the
+# greet client 127.0.0.1 is blocked (the block persists across restarts).
+PD_STARTS=0
+pd_start() {
+  PD_STARTS=$((PD_STARTS + 1))
+  local log="$PD_DIR/portcullisd.$PD_STARTS.log" i=0
+  "$PD" -c "$PD_CONF" 2> "$log" &
+  PD_PID=$!; PIDS="$PIDS $PD_PID"
+  # ready = it said so (event=ready); then it must listen and have its control socket
+  while [ $i -lt 200 ] && kill -0 "$PD_PID" 2>/dev/null && ! grep -q 'event=ready' "$log"; do
+    sleep 0.1; i=$((i + 1))
+  done
+  if ! wait_port "$P_PD" 5 "$PD_PID"; then
+    skip portcullisd "did not start: $(tail -3 "$log" | tr '\n' ' ')"; return 1
+  fi
+  i=0
+  while [ $i -lt 50 ] && [ ! -S "$PD_DIR/var/portcullis.sock" ]; do sleep 0.1; i=$((i + 1)); done
+  if [ ! -S "$PD_DIR/var/portcullis.sock" ]; then
+    skip portcullisd "no control socket at $PD_DIR/var/portcullis.sock: $(tail -3 "$log" | tr '\n' ' ')"; return 1
+  fi
+  local probe
+  probe=$("$LG" greet -P "$P_PD" -c 1 -n 1 -d 5 -q | sed -n 's/.* codes=\([^ ]*\).*/\1/p')
+  case "$probe" in
+    554:*) ;;
+    *)
+      if ! "$PCTL" -c "$PD_CONF" block 127.0.0.1 --permanent --reason bench > "$PD_DIR/block.log" 2>&1; then
+        skip portcullisd "portcullisctl block 127.0.0.1 failed: $(head -2 "$PD_DIR/block.log" | tr '\n' ' ')"; return 1
+      fi
+      probe=$("$LG" greet -P "$P_PD" -c 1 -n 1 -d 5 -q | sed -n 's/.* codes=\([^ ]*\).*/\1/p')
+      case "$probe" in 554:*) ;; *) say "bench: warning: the blocked client got '$probe' from portcullisd, not 554" ;; esac
+      ;;
+  esac
+  say "bench: portcullisd pid $PD_PID on 127.0.0.1:$P_PD (127.0.0.1 blocked: greeting $probe)"
+  return 0
+}
+# pd_restart: a fresh process, so that a memory figure is not flattered by
+# memory an earlier workload left in the allocator.
+pd_restart() {
+  kill -TERM "$PD_PID" 2>/dev/null
+  local i=0
+  while kill -0 "$PD_PID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+  kill -9 "$PD_PID" 2>/dev/null
+  wait "$PD_PID" 2>/dev/null
+  pd_start
+}
+
 PD_OK=0; PD_PID=""
 PD_DIR="$T/portcullisd"; PD_CONF="$PD_DIR/portcullis.conf"
 if [ ! -x "$PD" ] || [ ! -x "$PCTL" ]; then
@@ -247,25 +295,8 @@ level = info
 EOF
   if ! "$PD" -t -c "$PD_CONF" > "$PD_DIR/check.log" 2>&1; then
     skip portcullisd "config check failed: $(head -3 "$PD_DIR/check.log" | tr '\n' ' ')"
-  else
-    "$PD" -c "$PD_CONF" 2> "$PD_DIR/portcullisd.log" &
-    PD_PID=$!; PIDS="$PIDS $PD_PID"
-    i=0   # ready = it said so (event=ready), or at least it listens and has its control socket
-    while [ $i -lt 200 ] && kill -0 "$PD_PID" 2>/dev/null && ! grep -q 'event=ready' "$PD_DIR/portcullisd.log"; do
-      sleep 0.1; i=$((i + 1))
-    done
-    if ! wait_port "$P_PD" 5 "$PD_PID"; then
-      skip portcullisd "did not start: $(tail -3 "$PD_DIR/portcullisd.log" | tr '\n' ' ')"
-    elif ! { i=0; while [ $i -lt 50 ] && [ ! -S "$PD_DIR/var/portcullis.sock" ]; do sleep 0.1; i=$((i + 1)); done; [ -S "$PD_DIR/var/portcullis.sock" ]; }; then
-      skip portcullisd "no control socket at $PD_DIR/var/portcullis.sock: $(tail -3 "$PD_DIR/portcullisd.log" | tr '\n' ' ')"
-    elif ! "$PCTL" -c "$PD_CONF" block 127.0.0.1 --permanent --reason bench > "$PD_DIR/block.log" 2>&1; then
-      skip portcullisd "portcullisctl block 127.0.0.1 failed: $(head -2 "$PD_DIR/block.log" | tr '\n' ' ')"
-    else
-      PD_OK=1
-      probe=$("$LG" greet -P "$P_PD" -c 1 -n 1 -d 5 -q | sed -n 's/.* codes=\([^ ]*\).*/\1/p')
-      case "$probe" in 554:*) ;; *) say "bench: warning: the blocked client got '$probe' from portcullisd, not 554" ;; esac
-      say "bench: portcullisd pid $PD_PID on 127.0.0.1:$P_PD (127.0.0.1 blocked: greeting $probe)"
-    fi
+  elif pd_start; then
+    PD_OK=1
   fi
 fi
 
@@ -464,14 +495,26 @@ fi
 if want idle; then
   say "bench: idle connections (memory per connection, PSS)"
   if [ $PD_OK = 1 ]; then
-    srcs=$(( (IDLE_CONNS + 19999) / 20000 ))
-    run_idle idle-plain portcullisd idle -P $P_PD -t 2 -c "$IDLE_CONNS" -d 5 --sources "$srcs" --source-base 127.0.1.1 --ramp-timeout 90 -q
-    sleep 2
-    run_idle idle-tls portcullisd idle --starttls -P $P_PD -t 2 -c "$TLS_IDLE" -d 3 --sources 2 --source-base 127.0.2.1 --ramp-timeout 90 -q
-    sleep 2
+    # One process holds every connection: the daemon needs a descriptor for
+    # each (and the generator too). Without CAP_SYS_RESOURCE the hard limit
+    # cannot be raised, and then it caps what can be measured here.
+    hard=$(ulimit -Hn)
+    cap() {
+      if [ "$hard" != unlimited ] && [ "$1" -gt $((hard - 500)) ]; then
+        note "$2: $1 connections wanted, capped at $((hard - 500)): RLIMIT_NOFILE's hard limit here is $hard and cannot be raised (no CAP_SYS_RESOURCE); the memory per connection is measured on what was held"
+        echo $((hard - 500))
+      else
+        echo "$1"
+      fi
+    }
+    n=$(cap "$IDLE_CONNS" idle-plain)
+    srcs=$(( (n + 19999) / 20000 ))
+    pd_restart && run_idle idle-plain portcullisd idle -P $P_PD -t 2 -c "$n" -d 5 --sources "$srcs" --source-base 127.0.1.1 --ramp-timeout 90 -q
+    n=$(cap "$TLS_IDLE" idle-tls)
+    pd_restart && run_idle idle-tls portcullisd idle --starttls -P $P_PD -t 2 -c "$n" -d 3 --sources 2 --source-base 127.0.2.1 --ramp-timeout 90 -q
     # 127.0.0.1 is blocked: each gets the 554 greeting and never says QUIT.
-    run_idle idle-blocked portcullisd idle -P $P_PD -t 2 -c "$BLOCKED_IDLE" -d 2 --ramp-timeout 60 -q
-    sleep 2
+    n=$(cap "$BLOCKED_IDLE" idle-blocked)
+    pd_restart && run_idle idle-blocked portcullisd idle -P $P_PD -t 2 -c "$n" -d 2 --ramp-timeout 60 -q
   fi
   if [ $PF_OK = 1 ]; then
     run_idle idle-plain postfix idle -P $P_PF -t 1 -c "$PF_IDLE" -d 3 --sources 1 --source-base 127.0.1.1 --inflight 20 --ramp-timeout 90 -q
@@ -495,7 +538,7 @@ END=$(date +%s)
 # ---- the report ----------------------------------------------------------------
 PF_VER=$(postconf -h mail_version 2>/dev/null || echo "?")
 DC_VER=$(dovecot --version 2>/dev/null | cut -d' ' -f1 || echo "?")
-"$PY" "$REPO/bench/report.py" --results "$RES" --commands "$CMDS" --skipped "$SKIPS" \
+"$PY" "$REPO/bench/report.py" --results "$RES" --commands "$CMDS" --skipped "$SKIPS" --notes "$NOTES" \
   --guard "$GB_OUT" --runs "$RUNS" --seconds "$SECS" --elapsed $((END - START)) \
   --postfix-version "$PF_VER" --dovecot-version "$DC_VER" \
   --ports "$P_LIMIT,$P_PD,$P_PF" --out "$OUT"

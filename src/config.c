@@ -168,6 +168,8 @@ static bool parse_special(struct parse_ctx *p, const struct key *k, const char *
             else
                 return snprintf(p->msg, sizeof p->msg, "unknown mechanism '%s' (PLAIN, LOGIN)", w), false;
         }
+        if (!c->mech_plain && !c->mech_login)
+            return snprintf(p->msg, sizeof p->msg, "none given (PLAIN, LOGIN)"), false;
         return true;
     }
     if (strcmp(name, "ban_durations") == 0) {
@@ -399,20 +401,52 @@ static void config_free(struct config *c)
     free(c);
 }
 
-/* Rules that involve more than one key. */
-static bool config_check(const struct config *c, char *msg, size_t len)
+/* The line where `key` of `section` is set (the last one wins, as in the
+ * parse), or 0 when it is not in the file. inih does not tell handlers the
+ * line, and rules between keys are checked after the parse. */
+static int key_line(const char *path, const char *section, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[4096], cur[64] = "";
+    int n = 0, found = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        n++;
+        char *p = line + strspn(line, " \t");
+        if (*p == '[') {
+            size_t len = strcspn(p + 1, "]");
+            snprintf(cur, sizeof cur, "%.*s", (int)len, p + 1);
+        } else if (strcmp(cur, section) == 0 && strncmp(p, key, strlen(key)) == 0 &&
+                   strchr(" \t=:", p[strlen(key)]) != NULL) {
+            found = n;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* Rules that involve more than one key: names the key at fault. */
+static bool config_check(const struct config *c, const char **sec, const char **key,
+                         char *msg, size_t len)
 {
     bool has_cert = c->tls_cert[0] != '\0', has_key = c->tls_key[0] != '\0';
-    if (has_cert != has_key)
-        return snprintf(msg, len, "[tls] cert, key: give both or neither"), false;
+    if (has_cert != has_key) {
+        *sec = "tls";
+        *key = has_cert ? "cert" : "key";
+        return snprintf(msg, len, "give both cert and key, or neither"), false;
+    }
     for (int i = 0; i < c->nlisten; i++)
-        if (c->listen[i].mode == LISTEN_TLS && !has_cert)
-            return snprintf(msg, len, "[server] listen: '%s' needs [tls] cert and key",
-                            c->listen[i].text), false;
-    if (!c->mech_plain && !c->mech_login)
-        return snprintf(msg, len, "[auth] mechanisms: none given"), false;
-    if (c->delivery == DELIVER_RELAY)
-        return snprintf(msg, len, "[delivery] mode: relay is not implemented yet (use maildir)"), false;
+        if (c->listen[i].mode == LISTEN_TLS && !has_cert) {
+            *sec = "server";
+            *key = "listen";
+            return snprintf(msg, len, "'%s' needs [tls] cert and key", c->listen[i].text), false;
+        }
+    if (c->delivery == DELIVER_RELAY) {
+        *sec = "delivery";
+        *key = "mode";
+        return snprintf(msg, len, "relay is not implemented yet (use maildir)"), false;
+    }
     return true;
 }
 
@@ -444,8 +478,13 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         return NULL;
     }
     char msg[512];
-    if (!config_check(c, msg, sizeof msg)) {
-        snprintf(err, errlen, "%s: %s", path, msg);
+    const char *sec = "", *key = "";
+    if (!config_check(c, &sec, &key, msg, sizeof msg)) {
+        int at = key_line(abs, sec, key);
+        if (at > 0)
+            snprintf(err, errlen, "%s:%d: [%s] %s: %s", path, at, sec, key, msg);
+        else
+            snprintf(err, errlen, "%s: [%s] %s: %s", path, sec, key, msg);
         config_free(c);
         return NULL;
     }

@@ -11,18 +11,22 @@
  * window is cut into consecutive periods of its own length; the estimate of
  * events in the sliding window ending now is
  *
- *     cur + ceil(prev * (window - elapsed_in_cur) / window)
+ *     cur + floor(prev * (window - elapsed_in_cur) / window)
  *
- * i.e. the previous period's count weighted by the share of it still inside
- * the window. Rounding up means a burst straddling a period boundary is
- * counted in full (L-1 events just before the boundary and one just after
- * are L), so the classic fixed-bucket trick of doubling the budget across a
- * boundary fails. The error that remains: the estimate assumes the previous
- * period's events were spread evenly. A client that bunches them at the end
- * of a period and waits a fraction f of the next is credited f of them as
- * gone early; in the worst case (f near 1/2) about 1.5 x limit events fit in
- * one window length. Bunched at the start, the estimate errs the other way
- * and blocks early. Three of these counters cost 72 bytes per prefix.
+ * i.e. the previous period's count weighted by the share of that period
+ * still inside the window, assuming its events were spread evenly. The
+ * error, both ways, comes from that assumption:
+ *  - a burst straddling a period boundary (L-1 events just before it, the
+ *    rest just after) is counted almost in full: rounding down costs at
+ *    most one event, so it is blocked at the L-th or (L+1)-th event, never
+ *    at 2L as with fixed buckets;
+ *  - events bunched at the end of a period and a wait of a fraction f into
+ *    the next are credited f of them as gone early: in the worst case
+ *    (f = 1/2) about 1.5 x L events fit in one window length;
+ *  - events bunched at the start of a period are counted longer than they
+ *    are in the window, so such a client is blocked a little early.
+ * Three of these counters cost 72 bytes per prefix; an exact window would
+ * cost a timestamp per event (1.6 KB per prefix at conn_rate_limit = 200).
  */
 struct rate {
     int64_t start;       /* start of the current period, ms; 0 = never used */
@@ -68,10 +72,10 @@ struct guard {
      * miss. */
     _Atomic uint64_t lens[2][3];
     _Atomic uint64_t epoch;
+    atomic_bool shared;          /* another party decides (cluster mode) */
     pthread_mutex_t heap_mu;     /* never taken while waiting for a shard */
     struct heap_item *heap;
     size_t heap_n, heap_cap;
-    size_t sweep_cursor;
 };
 
 /* ---- rates ---------------------------------------------------------- */
@@ -100,8 +104,7 @@ static uint32_t rate_estimate(const struct rate *r, int64_t now, int64_t win)
         el -= win;
     }
     int64_t left = win - el;
-    uint64_t w = ((uint64_t)prev * (uint64_t)left + (uint64_t)win - 1) / (uint64_t)win;
-    return cur + (uint32_t)w;
+    return cur + (uint32_t)((uint64_t)prev * (uint64_t)left / (uint64_t)win);
 }
 
 static uint32_t rate_add(struct rate *r, int64_t now, int64_t win)
@@ -369,32 +372,67 @@ static uint64_t new_id(void)
     return id;
 }
 
-static void impose(struct guard *g, const struct config *c, struct entry *e, int kind,
-                   int64_t now, struct guard_block *made)
+static const enum guard_reason rate_reason[NRATES] = {GUARD_AUTH_FAILURES, GUARD_UNAUTH_ATTEMPTS,
+                                                     GUARD_CONN_RATE};
+
+static void impose_as(struct guard *g, const struct config *c, struct entry *e,
+                      enum guard_reason reason, int64_t first, uint32_t events, int64_t now,
+                      struct guard_block *made)
 {
-    static const enum guard_reason why[NRATES] = {GUARD_AUTH_FAILURES, GUARD_UNAUTH_ATTEMPTS,
-                                                  GUARD_CONN_RATE};
-    const struct rate *r = &e->rate[kind];
     memset(made, 0, sizeof *made);
-    made->first_event_at = r->first;
+    made->first_event_at = first;
     made->last_event_at = now;
-    made->events = rate_estimate(r, now, rate_window(c, kind));
+    made->events = events;
 
     forget_old_offenses(e, c, now);
     int64_t dur = config_ban_ms(c, e->noff + 1);
     add_offense(e, now);
     int64_t until = dur < 0 ? INT64_MAX : now + dur;
     uint64_t id = new_id();
-    set_block(g, e, why[kind], id, now, until);
+    set_block(g, e, reason, id, now, until);
     /* A block resets the counters: after it lifts, counting starts afresh. */
     reset_rates(e);
 
     made->id = id;
     made->prefix = e->key;
-    made->reason = why[kind];
+    made->reason = reason;
     made->state = dur < 0 ? BLOCK_PERMANENT : BLOCK_ACTIVE;
     made->started_at = now;
     made->expires_at = dur < 0 ? 0 : until;
+}
+
+/* The rate `kind` reached its limit: block, unless the cluster decides. */
+static bool impose(struct guard *g, const struct config *c, struct entry *e, int kind,
+                   int64_t now, struct guard_block *made)
+{
+    if (atomic_load_explicit(&g->shared, memory_order_relaxed))
+        return false;
+    const struct rate *r = &e->rate[kind];
+    impose_as(g, c, e, rate_reason[kind], r->first,
+              rate_estimate(r, now, rate_window(c, kind)), now, made);
+    return true;
+}
+
+void guard_set_local_decisions(struct guard *g, bool local)
+{
+    atomic_store(&g->shared, !local);
+}
+
+bool guard_impose(struct guard *g, const struct config *c, const struct addr *key,
+                  enum guard_reason why, int64_t first_event, uint32_t events, int64_t now,
+                  struct guard_block *made)
+{
+    uint64_t h;
+    struct shard *s = shard_of(g, key, &h);
+    bool done = false;
+    pthread_mutex_lock(&s->mu);
+    struct entry *e = find_or_add(s, h, key);
+    if (e != NULL && !entry_blocked(e, now)) {
+        impose_as(g, c, e, why, first_event, events, now, made);
+        done = true;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return done;
 }
 
 /* Looks for a block in force over `client` at every prefix length in use;
@@ -458,8 +496,8 @@ enum guard_verdict guard_connect(struct guard *g, const struct config *c,
     if (e == NULL) {
         v = GUARD_ACCEPT_ALLOWED;   /* out of memory: serve, uncounted */
     } else if (rate_add(&e->rate[RATE_CONN], now, c->conn_rate_window_ms) >=
-               (uint32_t)c->conn_rate_limit) {
-        impose(g, c, e, RATE_CONN, now, made);
+                   (uint32_t)c->conn_rate_limit &&
+               impose(g, c, e, RATE_CONN, now, made)) {
         *did_block = true;
         v = GUARD_REJECT_BLOCKED;
     } else if (e->concurrent >= (uint32_t)c->concurrency_limit) {
@@ -496,10 +534,8 @@ bool guard_offend(struct guard *g, const struct config *c, const struct addr *cl
     pthread_mutex_lock(&s->mu);
     struct entry *e = find_or_add(s, h, &k);
     if (e != NULL && !entry_blocked(e, now) &&
-        rate_add(&e->rate[kind], now, rate_window(c, kind)) >= (uint32_t)rate_limit(c, kind)) {
-        impose(g, c, e, kind, now, made);
-        blocked = true;
-    }
+        rate_add(&e->rate[kind], now, rate_window(c, kind)) >= (uint32_t)rate_limit(c, kind))
+        blocked = impose(g, c, e, kind, now, made);
     pthread_mutex_unlock(&s->mu);
     return blocked;
 }
@@ -658,27 +694,29 @@ static bool rates_idle(const struct entry *e, const struct config *c, int64_t no
 
 size_t guard_sweep(struct guard *g, const struct config *c, int64_t now)
 {
-    /* One shard a call keeps each pause short; the caller ticks often. */
-    struct shard *s = &g->shards[g->sweep_cursor++ % NSHARDS];
     size_t freed = 0;
-    pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < s->nb; i++) {
-        struct entry **pp = &s->b[i];
-        while (*pp != NULL) {
-            struct entry *e = *pp;
-            forget_old_offenses(e, c, now);
-            if (e->block_id == 0 && e->concurrent == 0 && e->noff == 0 && e->rejects == 0 &&
-                rates_idle(e, c, now)) {
-                *pp = e->next;
-                free(e);
-                s->n--;
-                freed++;
-            } else {
-                pp = &e->next;
+    for (size_t i = 0; i < NSHARDS; i++) {
+        /* One shard at a time: a lookup waits at most one shard's walk. */
+        struct shard *s = &g->shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t j = 0; j < s->nb; j++) {
+            struct entry **pp = &s->b[j];
+            while (*pp != NULL) {
+                struct entry *e = *pp;
+                forget_old_offenses(e, c, now);
+                if (e->block_id == 0 && e->concurrent == 0 && e->noff == 0 && e->rejects == 0 &&
+                    rates_idle(e, c, now)) {
+                    *pp = e->next;
+                    free(e);
+                    s->n--;
+                    freed++;
+                } else {
+                    pp = &e->next;
+                }
             }
         }
+        pthread_mutex_unlock(&s->mu);
     }
-    pthread_mutex_unlock(&s->mu);
     return freed;
 }
 

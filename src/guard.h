@@ -135,6 +135,17 @@ struct guard_stats {
 };
 void guard_stats(struct guard *g, int64_t now, struct guard_stats *out);
 
+/* Cluster mode: while a shared store counts for all nodes, this node's
+ * own counts do not impose blocks (the store does, via guard_impose); when
+ * the store is unreachable, local decisions resume. Default: local. */
+void guard_set_local_decisions(struct guard *g, bool local);
+/* A block decided elsewhere (the cluster's sum reached a limit): applies
+ * the ladder to `key` as if the offense had happened here. Returns false
+ * when a block is already in force there. */
+bool guard_impose(struct guard *g, const struct config *c, const struct addr *key,
+                  enum guard_reason why, int64_t first_event, uint32_t events, int64_t now,
+                  struct guard_block *made);
+
 /* Resets the counters of a prefix (after a block lifts, counting starts afresh). */
 void guard_reset_counters(struct guard *g, const struct addr *key);
 

@@ -112,8 +112,11 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     int64_t now = util_now_ms();
     guard_expire(s->guard, now, expired_cb, s);
     struct config *c = server_config(s);
-    guard_sweep(s->guard, c, now);
-    static int64_t last_prune;
+    static int64_t last_sweep, last_prune;
+    if (now - last_sweep >= 10000) {
+        last_sweep = now;
+        guard_sweep(s->guard, c, now);
+    }
     if (now - last_prune > 3600000) {
         last_prune = now;
         s->store->ops->prune(s->store, now - c->history_retention_ms);

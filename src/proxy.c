@@ -42,14 +42,22 @@ static enum proxy_status parse_v1(const uint8_t *buf, size_t len, struct proxy_r
     if (memchr(line, '\0', n - 1) != NULL)
         return PROXY_INVALID;
 
+    /* Fields are separated by exactly one space (the spec's grammar). */
     char *f[7];
     int nf = 0;
-    char *save;
-    for (char *w = strtok_r(line, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
+    for (char *w = line;;) {
         if (nf == 6)
             return PROXY_INVALID;
         f[nf++] = w;
+        char *sp = strchr(w, ' ');
+        if (sp == NULL)
+            break;
+        *sp = '\0';
+        w = sp + 1;
     }
+    for (int i = 0; i < nf; i++)
+        if (f[i][0] == '\0' || strchr(f[i], '[') != NULL)
+            return PROXY_INVALID;
     memset(r, 0, sizeof *r);
     r->version = 1;
     r->len = n + 1;
@@ -133,8 +141,11 @@ enum proxy_status proxy_parse(const uint8_t *buf, size_t len, struct proxy_resul
 {
     if (len == 0)
         return PROXY_NEED_MORE;
-    if (starts_like(buf, len, v2sig, sizeof v2sig))
+    if (starts_like(buf, len, v2sig, sizeof v2sig)) {
+        if (len > sizeof v2sig && buf[12] >> 4 != 2)
+            return PROXY_INVALID;
         return len < sizeof v2sig ? PROXY_NEED_MORE : parse_v2(buf, len, r);
+    }
     if (starts_like(buf, len, "PROXY ", 6))
         return len < 6 ? PROXY_NEED_MORE : parse_v1(buf, len, r);
     return PROXY_INVALID;

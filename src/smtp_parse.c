@@ -39,10 +39,37 @@ static const struct smtp_error
     err_param = {555, "5.5.4 Unsupported parameter"},
     err_param_syntax = {501, "5.5.4 Bad parameter"};
 
-/* "<path>" (RFC 5321 §4.1.2; a leading source route is tolerated as §C
- * asks). Leaves *p after '>'. */
-static bool parse_path(const char **p, char out[SMTP_PATH_MAX + 1], bool allow_null,
-                       struct smtp_error *err)
+/* A local part as RFC 5321 §4.1.2 has it: a Dot-string, or a
+ * Quoted-string (which may hold spaces). Returns its length, 0 if bad. */
+static size_t local_part(const char *s, size_t n)
+{
+    if (n > 0 && s[0] == '"') {
+        for (size_t i = 1; i < n; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (ch == '\\' && i + 1 < n && (unsigned char)s[i + 1] >= ' ')
+                i++;
+            else if (ch == '"')
+                return i + 1;
+            else if (ch < ' ' || ch == 0x7f)
+                return 0;
+        }
+        return 0;
+    }
+    size_t i = 0;
+    while (i < n && s[i] != '@') {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= ' ' || ch == 0x7f || ch == '<' || ch == '>' || ch == '"' || ch == '(' ||
+            ch == ')' || ch == ',' || ch == ';' || ch == ':' || ch == '\\' || ch == '[' || ch == ']')
+            return 0;
+        i++;
+    }
+    return i;
+}
+
+/* "<path>" (RFC 5321 §4.1.2; a leading source route is tolerated as its
+ * appendix C asks). Leaves *p after '>'. */
+static bool parse_path(const char **p, char out[SMTP_PATH_MAX + 1], bool is_rcpt,
+                       struct smtp_error *err, const struct smtp_error *syntax)
 {
     const char *s = *p;
     /* Some clients write "MAIL FROM: <a@b>"; RFC 5321 does not allow the
@@ -50,33 +77,40 @@ static bool parse_path(const char **p, char out[SMTP_PATH_MAX + 1], bool allow_n
     while (*s == ' ')
         s++;
     if (*s != '<')
-        return *err = err_bad_path, false;
+        return *err = *syntax, false;
     s++;
-    const char *end = strchr(s, '>');
-    if (end == NULL)
-        return *err = err_bad_path, false;
     if (*s == '@') {   /* source route: "@a,@b:user@host" */
-        const char *colon = memchr(s, ':', (size_t)(end - s));
-        if (colon == NULL)
+        const char *colon = strchr(s, ':');
+        const char *gt = strchr(s, '>');
+        if (colon == NULL || (gt != NULL && gt < colon))
             return *err = err_bad_path, false;
         s = colon + 1;
     }
+    size_t lp = local_part(s, strlen(s));
+    const char *end = strchr(s + lp, '>');
+    if (end == NULL)
+        return *err = *syntax, false;
     size_t n = (size_t)(end - s);
     if (n > SMTP_PATH_MAX)
         return *err = err_path_long, false;
-    if (n == 0 && !allow_null)
-        return *err = err_bad_path, false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        /* Control characters, spaces and angle brackets never belong in a
-         * path; 8-bit is UTF-8 under SMTPUTF8 and checked by the caller. */
-        if (ch <= ' ' || ch == 0x7f || ch == '<')
+    if (n == 0) {
+        if (is_rcpt)
             return *err = err_bad_path, false;
-    }
-    if (n > 0) {
-        const char *at = memchr(s, '@', n);
-        if (at == NULL || at == s || at == s + n - 1)
+    } else if (is_rcpt && n == 10 && strncasecmp(s, "postmaster", 10) == 0) {
+        /* RFC 5321 §4.1.1.3: <Postmaster> without a domain is accepted. */
+    } else {
+        if (lp == 0 || lp >= n || s[lp] != '@')
             return *err = err_bad_path, false;
+        const char *dom = s + lp + 1;
+        size_t dn = n - lp - 1;
+        if (dn == 0)
+            return *err = err_bad_path, false;
+        for (size_t i = 0; i < dn; i++) {
+            unsigned char ch = (unsigned char)dom[i];
+            /* 8-bit is UTF-8 under SMTPUTF8 and checked by the caller. */
+            if (ch <= ' ' || ch == 0x7f || ch == '<' || ch == '@' || ch == '"')
+                return *err = err_bad_path, false;
+        }
     }
     memcpy(out, s, n);
     out[n] = '\0';
@@ -123,7 +157,7 @@ bool smtp_parse_mail(const char *arg, struct smtp_mail_from *out, struct smtp_er
     if (!util_strcaseprefix(arg, "FROM:"))
         return *err = err_mail_syntax, false;
     const char *p = arg + 5;
-    if (!parse_path(&p, out->path, true, err))
+    if (!parse_path(&p, out->path, false, err, &err_mail_syntax))
         return false;
     if (*p != '\0' && *p != ' ')
         return *err = err_mail_syntax, false;
@@ -167,7 +201,7 @@ bool smtp_parse_rcpt(const char *arg, struct smtp_rcpt_to *out, struct smtp_erro
     if (!util_strcaseprefix(arg, "TO:"))
         return *err = err_rcpt_syntax, false;
     const char *p = arg + 3;
-    if (!parse_path(&p, out->path, false, err))
+    if (!parse_path(&p, out->path, true, err, &err_rcpt_syntax))
         return false;
     if (*p != '\0' && *p != ' ')
         return *err = err_rcpt_syntax, false;
