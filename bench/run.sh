@@ -13,7 +13,8 @@
 #   BENCH_SECONDS [10]        seconds per run
 #   BENCH_BUILD [build]       the meson build directory
 #   BENCH_OUT [docs/BENCHMARKS.md]   where the report goes; "-" for none
-#   BENCH_PORT_BASE [42500]   ports used: base .. base+2
+#   BENCH_PORT_BASE [24250]   ports used: base .. base+2 (keep them out of the
+#                             ephemeral range, or a server restart can find its port taken)
 #   BENCH_IDLE_CONNS [100000] idle plain connections held by portcullisd
 #   BENCH_TLS_IDLE [10000]    idle TLS connections held by portcullisd
 #   BENCH_BLOCKED_IDLE [10000] blocked clients that never send QUIT
@@ -30,7 +31,7 @@ SECS=${BENCH_SECONDS:-10}
 BUILD=${BENCH_BUILD:-build}
 case "$BUILD" in /*) ;; *) BUILD="$REPO/$BUILD" ;; esac
 OUT=${BENCH_OUT:-$REPO/docs/BENCHMARKS.md}
-PORT_BASE=${BENCH_PORT_BASE:-42500}
+PORT_BASE=${BENCH_PORT_BASE:-24250}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-100000}
 TLS_IDLE=${BENCH_TLS_IDLE:-10000}
 BLOCKED_IDLE=${BENCH_BLOCKED_IDLE:-10000}
@@ -99,6 +100,10 @@ wait_port() {   # PORT SECONDS PID
   return 1
 }
 
+read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { eph_lo=0; eph_hi=0; }
+if [ "$P_PF" -ge "${eph_lo:-0}" ] && [ "$P_LIMIT" -le "${eph_hi:-0}" ]; then
+  say "bench: warning: ports $P_LIMIT-$P_PF lie in the ephemeral range $eph_lo-$eph_hi; a restart may find its port taken"
+fi
 for p in $P_LIMIT $P_PD $P_PF; do
   if ! port_free "$p"; then say "bench: port $p is in use; set BENCH_PORT_BASE"; exit 1; fi
 done

@@ -268,7 +268,8 @@ static json_t *do_block(struct req *r)
     util_strlcpy(made.lift_reason, "", sizeof made.lift_reason);
     st->ops->put(st, &made);
     log_block_change("block", &made, by, why[0] ? why : "manual");
-    return block_by_id(r->srv, made.id, &p, made.expires_at == 0, r->now);
+    struct guard_block stored;
+    return block_json(st->ops->get(st, made.id, &stored) ? &stored : &made, r->now);
 }
 
 static json_t *do_unblock(struct req *r)

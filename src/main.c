@@ -264,7 +264,9 @@ int main(int argc, char **argv)
         return fail(err);
     if (!maildir_prepare(c->maildir, err, sizeof err))
         return fail(err);
-    if ((srv.store = store_open(c, err, sizeof err)) == NULL)
+    struct store_hooks hooks = server_store_hooks;
+    hooks.ctx = &srv;
+    if ((srv.store = store_open(c, &hooks, err, sizeof err)) == NULL)
         return fail(err);
     int64_t now = util_now_ms();
     if (!srv.store->ops->load(srv.store, now - c->offense_memory_ms, now, install_cb, &srv))

@@ -64,6 +64,56 @@ void server_block_made(struct server *s, const struct guard_block *made, const c
     config_unref(c);
 }
 
+void server_count(struct server *s, const struct config *c, const struct addr *client,
+                  enum guard_reason why)
+{
+    if (s->store->ops->count == NULL || cidr_list_match(&c->allow, client))
+        return;
+    struct addr k = addr_prefix_of(client, c->ipv4_prefix, c->ipv6_prefix);
+    long limit = why == GUARD_AUTH_FAILURES ? c->auth_fail_limit
+               : why == GUARD_UNAUTH_ATTEMPTS ? c->unauth_limit : c->conn_rate_limit;
+    int64_t window = why == GUARD_AUTH_FAILURES ? c->auth_fail_window_ms
+                   : why == GUARD_UNAUTH_ATTEMPTS ? c->unauth_window_ms : c->conn_rate_window_ms;
+    s->store->ops->count(s->store, &k, why, limit, window);
+}
+
+/* ---- the cluster's hooks (run on the store's thread) ------------------ */
+
+static void hook_installed(void *ctx, const struct guard_block *b)
+{
+    struct server *s = ctx;
+    struct config *c = server_config(s);
+    guard_install(s->guard, c, b, util_now_ms());
+    config_unref(c);
+}
+
+static void hook_removed(void *ctx, uint64_t id, const struct addr *prefix)
+{
+    struct server *s = ctx;
+    guard_remove(s->guard, prefix, id);
+}
+
+static void hook_limit(void *ctx, const struct addr *prefix, enum guard_reason why,
+                       int64_t first, uint32_t events)
+{
+    struct server *s = ctx;
+    struct config *c = server_config(s);
+    struct guard_block made;
+    if (guard_impose(s->guard, c, prefix, why, first, events, util_now_ms(), &made))
+        server_block_made(s, &made, NULL);
+    config_unref(c);
+}
+
+static void hook_shared(void *ctx, bool up)
+{
+    struct server *s = ctx;
+    guard_set_local_decisions(s->guard, !up);
+}
+
+const struct store_hooks server_store_hooks = {
+    NULL, hook_installed, hook_removed, hook_limit, hook_shared,
+};
+
 /* ---- listeners ------------------------------------------------------- */
 
 static void resume_accept(evutil_socket_t fd, short what, void *arg)

@@ -76,6 +76,12 @@ void server_join(struct server *s);
 /* After server_join: frees the workers and whatever sessions remain. */
 void server_free(struct server *s);
 
+/* Cluster mode: one event of `why` by `client`, for the sum over all nodes. */
+void server_count(struct server *s, const struct config *c, const struct addr *client,
+                  enum guard_reason why);
+/* The store's hooks: blocks learned from, and decided by, the cluster. */
+extern const struct store_hooks server_store_hooks;
+
 /* A block was imposed here (guard decision or operator): record, log. */
 void server_block_made(struct server *s, const struct guard_block *b, const char *session);
 

@@ -183,6 +183,8 @@ static void offend(struct session *s, enum guard_offense what)
     struct guard_block made;
     if (guard_offend(s->srv->guard, s->cfg, &s->client, what, util_now_ms(), &made))
         server_block_made(s->srv, &made, s->sid);
+    server_count(s->srv, s->cfg, &s->client,
+                 what == GUARD_OFFENSE_AUTH ? GUARD_AUTH_FAILURES : GUARD_UNAUTH_ATTEMPTS);
 }
 
 /* SPEC §3: once the client's prefix is blocked, its sessions end at their
@@ -1095,6 +1097,8 @@ static void start_dialogue(struct session *s)
         return;
     }
     atomic_fetch_add(&srv->stats.accepted, 1);
+    if (s->counted)
+        server_count(srv, c, &s->client, GUARD_CONN_RATE);
     log_event(LOG_INFO, "connect", "ip", s->ip, "session", s->sid,
               "tls", s->mode == LISTEN_TLS ? "yes" : NULL, NULL);
     if (s->mode == LISTEN_TLS) {

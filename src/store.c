@@ -4,9 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct store *store_open(const struct config *c, char *err, size_t errlen)
+struct store *store_open(const struct config *c, const struct store_hooks *h,
+                         char *err, size_t errlen)
 {
-    return c->store == STORE_REDIS ? store_redis_open(c, err, errlen)
+    return c->store == STORE_REDIS ? store_redis_open(c, h, err, errlen)
                                    : store_sqlite_open(c, err, errlen);
 }
 

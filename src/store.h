@@ -31,6 +31,25 @@ struct store_ops {
     /* Drops history that ended before `before`. */
     void (*prune)(struct store *s, int64_t before);
     void (*close)(struct store *s);
+    /* Cluster mode only (NULL otherwise): one event of `why` by `prefix`,
+     * summed over all nodes; reaching `limit` within `window_ms` calls the
+     * hooks' limit() on the store's thread, on exactly one node. */
+    void (*count)(struct store *s, const struct addr *prefix, enum guard_reason why,
+                  long limit, int64_t window_ms);
+};
+
+/* What a shared store tells its node. Called on the store's own thread. */
+struct store_hooks {
+    void *ctx;
+    /* A block recorded by some node (this one too): enforce it here. */
+    void (*installed)(void *ctx, const struct guard_block *b);
+    /* Block `id` on `prefix` was lifted or expired somewhere. */
+    void (*removed)(void *ctx, uint64_t id, const struct addr *prefix);
+    /* The cluster's count of `why` for `prefix` reached its limit. */
+    void (*limit)(void *ctx, const struct addr *prefix, enum guard_reason why,
+                  int64_t first_event, uint32_t events);
+    /* The shared view became reachable (true) or was lost (false). */
+    void (*shared)(void *ctx, bool up);
 };
 
 struct store {
@@ -38,8 +57,10 @@ struct store {
 };
 
 struct store *store_sqlite_open(const struct config *c, char *err, size_t errlen);
-struct store *store_redis_open(const struct config *c, char *err, size_t errlen);
-struct store *store_open(const struct config *c, char *err, size_t errlen);
+struct store *store_redis_open(const struct config *c, const struct store_hooks *h,
+                               char *err, size_t errlen);
+struct store *store_open(const struct config *c, const struct store_hooks *h,
+                         char *err, size_t errlen);
 
 /* Block ids travel as 16 hex digits. */
 void store_id_format(uint64_t id, char out[17]);

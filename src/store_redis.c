@@ -1,11 +1,984 @@
+/* The shared store: Redis (or Valkey), for many nodes behind one balancer.
+ *
+ * One thread owns two asynchronous hiredis connections on its own event
+ * base: one for commands, one subscribed to the events channel. Workers
+ * never wait on Redis: writes and counts are posted to this thread; the
+ * control socket's reads wait for their reply here (a connection answers in
+ * order, so a read sees every write posted before it).
+ *
+ * Keys, under redis_prefix P:
+ *   P block:ID      hash: one block record (the fields of struct guard_block)
+ *   P active        set of the ids in force
+ *   P bytime        sorted set of every id, scored by started_at (history)
+ *   P cnt:R:PREFIX  hash: a two-period counter of reason R (as guard.c)
+ *   P events        channel: "B ID" (block), "L ID" (lifted), "E ID" (expired)
+ * Every change is one Lua script, so the record, the sets and the message
+ * never disagree.
+ *
+ * While Redis is unreachable the node counts and decides locally, keeps
+ * enforcing what it knows, queues its own writes, and retries with backoff;
+ * on reconnect it replays the queue, writes back blocks Redis lost, loads
+ * the blocks made meanwhile, and resubscribes. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+#include "log.h"
+#include "pool.h"
 #include "store.h"
+#include "util.h"
 
-/* Cluster mode is the next step (issue 6); until then the configuration
- * is refused at start with a clear message rather than half-working. */
-struct store *store_redis_open(const struct config *c, char *err, size_t errlen)
+#define PENDING_MAX 100000
+#define BACKOFF_MAX_MS 5000
+#define CALL_TIMEOUT_MS 3000
+
+/* ---- Lua scripts ------------------------------------------------------- */
+
+/* KEYS: block, active, bytime; ARGV: id, started, state, channel, then field/value pairs. */
+static const char lua_put[] =
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 5))\n"
+    "if ARGV[3] == 'blocked' or ARGV[3] == 'permanent' then redis.call('SADD', KEYS[2], ARGV[1])\n"
+    "else redis.call('SREM', KEYS[2], ARGV[1]) end\n"
+    "redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])\n"
+    "redis.call('PUBLISH', ARGV[4], 'B ' .. ARGV[1])\n"
+    "return 1\n";
+
+/* Write-back after an outage: only what Redis has no record of at all. */
+static const char lua_writeback[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 5))\n"
+    "redis.call('SADD', KEYS[2], ARGV[1])\n"
+    "redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])\n"
+    "redis.call('PUBLISH', ARGV[4], 'B ' .. ARGV[1])\n"
+    "return 1\n";
+
+/* KEYS: block, active; ARGV: id, new state, at, by, why, channel, letter. */
+static const char lua_lift[] =
+    "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if st ~= 'blocked' and st ~= 'permanent' then return 0 end\n"
+    "if ARGV[2] == 'expired' and st ~= 'blocked' then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'state', ARGV[2])\n"
+    "if ARGV[2] == 'lifted' then\n"
+    "  redis.call('HSET', KEYS[1], 'lifted_at', ARGV[3], 'lifted_by', ARGV[4], 'lift_reason', ARGV[5])\n"
+    "end\n"
+    "redis.call('SREM', KEYS[2], ARGV[1])\n"
+    "redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. ARGV[1])\n"
+    "return 1\n";
+
+/* The same two-period estimate as guard.c, summed over every node. The
+ * call that reaches the limit resets the counter and alone gets 1, so one
+ * node imposes the block. KEYS: counter; ARGV: window ms, limit. */
+static const char lua_count[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local win = tonumber(ARGV[1]); local limit = tonumber(ARGV[2])\n"
+    "local h = redis.call('HMGET', KEYS[1], 's', 'c', 'p', 'f')\n"
+    "local s = tonumber(h[1]); local c = tonumber(h[2]) or 0; local p = tonumber(h[3]) or 0\n"
+    "local f = tonumber(h[4]) or now\n"
+    "if s == nil or now - s >= 2 * win then s = now; c = 0; p = 0\n"
+    "elseif now - s >= win then p = c; c = 0; s = s + win end\n"
+    "local function est() return c + math.floor(p * (win - (now - s)) / win) end\n"
+    "if est() == 0 then f = now end\n"
+    "c = c + 1\n"
+    "local e = est()\n"
+    "if e >= limit then redis.call('DEL', KEYS[1]); return {1, e, f} end\n"
+    "redis.call('HSET', KEYS[1], 's', s, 'c', c, 'p', p, 'f', f)\n"
+    "redis.call('PEXPIRE', KEYS[1], 2 * win)\n"
+    "return {0, e, f}\n";
+
+/* Records by id list; KEYS: none; ARGV: prefix, ids... */
+static const char lua_fetch[] =
+    "local out = {}\n"
+    "for i = 2, #ARGV do\n"
+    "  local r = redis.call('HGETALL', ARGV[1] .. 'block:' .. ARGV[i])\n"
+    "  if #r > 0 then out[#out + 1] = r end\n"
+    "end\n"
+    "return out\n";
+
+/* Every block in force or started since ARGV[2]. KEYS: active, bytime. */
+static const char lua_load[] =
+    "local ids = redis.call('SMEMBERS', KEYS[1])\n"
+    "local seen = {}\n"
+    "for _, id in ipairs(ids) do seen[id] = true end\n"
+    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf')) do\n"
+    "  if not seen[id] then ids[#ids + 1] = id; seen[id] = true end\n"
+    "end\n"
+    "local out = {}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local r = redis.call('HGETALL', ARGV[1] .. 'block:' .. id)\n"
+    "  if #r > 0 then out[#out + 1] = r end\n"
+    "end\n"
+    "return out\n";
+
+/* History, newest first: every record (filtered by prefix in C). KEYS: bytime. */
+static const char lua_history[] =
+    "local out = {}\n"
+    "for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do\n"
+    "  local r = redis.call('HGETALL', ARGV[1] .. 'block:' .. id)\n"
+    "  if #r > 0 then out[#out + 1] = r end\n"
+    "end\n"
+    "return out\n";
+
+/* Prune: ended records older than ARGV[2]. KEYS: bytime, active. */
+static const char lua_prune[] =
+    "local n = 0\n"
+    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, 1000)) do\n"
+    "  local k = ARGV[1] .. 'block:' .. id\n"
+    "  local st = redis.call('HGET', k, 'state')\n"
+    "  if st ~= 'blocked' and st ~= 'permanent' then\n"
+    "    redis.call('DEL', k); redis.call('ZREM', KEYS[1], id); n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* ---- the store --------------------------------------------------------- */
+
+enum op { OP_PUT, OP_LIFT, OP_EXPIRE, OP_PRUNE, OP_COUNT };
+
+struct item {
+    struct item *next;
+    enum op op;
+    struct guard_block b;      /* PUT; id, lifted_* for LIFT/EXPIRE; lifted_at = before for PRUNE */
+    enum guard_reason why;     /* COUNT */
+    long limit;
+    int64_t window;
+};
+
+/* A record this node knows to be in force: written back if Redis loses it. */
+struct known {
+    struct known *next;
+    struct guard_block b;
+};
+
+struct redis_store {
+    struct store base;
+    struct store_hooks hooks;
+    char host[256];
+    int port;                  /* 0: unix socket in host */
+    char password[256];
+    long db;
+    char pfx[128];
+    char chan[160];
+
+    pthread_t thread;
+    struct event_base *evb;
+    struct pool_mailbox *mb;
+    struct event *retry;
+    redisAsyncContext *ac, *sub;
+    atomic_bool up;            /* connected, synchronised and subscribed */
+    bool connecting;
+    int backoff_ms;
+    bool down_logged;
+    bool stopping;
+
+    struct item *pend_head, *pend_tail;   /* own writes while down */
+    size_t npend;
+    struct known *known;       /* blocks in force this node has seen */
+};
+
+static void connect_now(struct redis_store *r);
+
+/* ---- records ----------------------------------------------------------- */
+
+/* argv for the record's fields; `bufs` holds the numbers' text. */
+struct fields {
+    const char *argv[40];
+    size_t n;
+    char bufs[10][32];
+    char prefix[ADDR_STRLEN], id[17];
+};
+
+static void fields_add(struct fields *f, const char *k, const char *v)
 {
-    (void)c;
-    snprintf(err, errlen, "[store] backend = redis is not implemented in this build yet");
+    f->argv[f->n++] = k;
+    f->argv[f->n++] = v;
+}
+
+static const char *num(struct fields *f, int i, long long v)
+{
+    snprintf(f->bufs[i], sizeof f->bufs[i], "%lld", v);
+    return f->bufs[i];
+}
+
+static void fields_of(struct fields *f, const struct guard_block *b)
+{
+    f->n = 0;
+    store_id_format(b->id, f->id);
+    addr_format(&b->prefix, true, f->prefix);
+    fields_add(f, "id", f->id);
+    fields_add(f, "prefix", f->prefix);
+    fields_add(f, "reason", guard_reason_name(b->reason));
+    fields_add(f, "state", block_state_name(b->state));
+    fields_add(f, "started_at", num(f, 0, b->started_at));
+    fields_add(f, "expires_at", num(f, 1, b->expires_at));
+    fields_add(f, "lifted_at", num(f, 2, b->lifted_at));
+    fields_add(f, "lifted_by", b->lifted_by);
+    fields_add(f, "lift_reason", b->lift_reason);
+    fields_add(f, "first_event_at", num(f, 3, b->first_event_at));
+    fields_add(f, "last_event_at", num(f, 4, b->last_event_at));
+    fields_add(f, "events", num(f, 5, b->events));
+    fields_add(f, "node", b->node);
+}
+
+static bool block_of(const redisReply *h, struct guard_block *b)
+{
+    memset(b, 0, sizeof *b);
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
+        return false;
+    bool have_id = false, have_prefix = false;
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const redisReply *k = h->element[i], *v = h->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        const char *key = k->str, *val = v->str;
+        long long n = strtoll(val, NULL, 10);
+        if (strcmp(key, "id") == 0)
+            have_id = store_id_parse(val, &b->id);
+        else if (strcmp(key, "prefix") == 0)
+            have_prefix = addr_parse(val, true, &b->prefix);
+        else if (strcmp(key, "reason") == 0)
+            guard_reason_parse(val, &b->reason);
+        else if (strcmp(key, "state") == 0)
+            block_state_parse(val, &b->state);
+        else if (strcmp(key, "started_at") == 0)
+            b->started_at = n;
+        else if (strcmp(key, "expires_at") == 0)
+            b->expires_at = n;
+        else if (strcmp(key, "lifted_at") == 0)
+            b->lifted_at = n;
+        else if (strcmp(key, "lifted_by") == 0)
+            util_strlcpy(b->lifted_by, val, sizeof b->lifted_by);
+        else if (strcmp(key, "lift_reason") == 0)
+            util_strlcpy(b->lift_reason, val, sizeof b->lift_reason);
+        else if (strcmp(key, "first_event_at") == 0)
+            b->first_event_at = n;
+        else if (strcmp(key, "last_event_at") == 0)
+            b->last_event_at = n;
+        else if (strcmp(key, "events") == 0)
+            b->events = (uint32_t)n;
+        else if (strcmp(key, "node") == 0)
+            util_strlcpy(b->node, val, sizeof b->node);
+    }
+    return have_id && have_prefix && b->reason != GUARD_NONE;
+}
+
+static bool in_force(const struct guard_block *b, int64_t now)
+{
+    return (b->state == BLOCK_ACTIVE || b->state == BLOCK_PERMANENT) &&
+           (b->expires_at == 0 || b->expires_at > now);
+}
+
+static void known_set(struct redis_store *r, const struct guard_block *b)
+{
+    struct known **pp = &r->known;
+    for (; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->b.id == b->id)
+            break;
+    bool keep = in_force(b, util_now_ms());
+    if (*pp != NULL) {
+        if (keep) {
+            (*pp)->b = *b;
+        } else {
+            struct known *k = *pp;
+            *pp = k->next;
+            free(k);
+        }
+        return;
+    }
+    if (!keep)
+        return;
+    struct known *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return;
+    k->b = *b;
+    k->next = r->known;
+    r->known = k;
+}
+
+static void known_drop(struct redis_store *r, uint64_t id)
+{
+    for (struct known **pp = &r->known; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->b.id == id) {
+            struct known *k = *pp;
+            *pp = k->next;
+            free(k);
+            return;
+        }
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static void key(struct redis_store *r, char *out, size_t len, const char *what)
+{
+    snprintf(out, len, "%s%s", r->pfx, what);
+}
+
+static int eval(struct redis_store *r, redisAsyncContext *ac, redisCallbackFn *cb, void *priv,
+                const char *script, int nkeys, const char **keys, int nargs, const char **args)
+{
+    const char *argv[64];
+    size_t lens[64];
+    int n = 0;
+    char nk[8];
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[n++] = "EVAL";
+    argv[n++] = script;
+    argv[n++] = nk;
+    for (int i = 0; i < nkeys && n < 64; i++)
+        argv[n++] = keys[i];
+    for (int i = 0; i < nargs && n < 64; i++)
+        argv[n++] = args[i];
+    for (int i = 0; i < n; i++)
+        lens[i] = strlen(argv[i]);
+    (void)r;
+    return redisAsyncCommandArgv(ac, cb, priv, n, argv, lens);
+}
+
+static void check_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    (void)priv;
+    redisReply *rep = reply;
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+        log_event(LOG_ERROR, "store_error", "backend", "redis", "error", rep->str, NULL);
+}
+
+static void send_put(struct redis_store *r, const struct guard_block *b, const char *script)
+{
+    char kb[200], ka[160], kt[160], id[17];
+    store_id_format(b->id, id);
+    char what[32];
+    snprintf(what, sizeof what, "block:%s", id);
+    key(r, kb, sizeof kb, what);
+    key(r, ka, sizeof ka, "active");
+    key(r, kt, sizeof kt, "bytime");
+    struct fields f;
+    fields_of(&f, b);
+    const char *keys[3] = {kb, ka, kt};
+    const char *args[64];
+    char started[32];
+    snprintf(started, sizeof started, "%lld", (long long)b->started_at);
+    int n = 0;
+    args[n++] = id;
+    args[n++] = started;
+    args[n++] = block_state_name(b->state);
+    args[n++] = r->chan;
+    for (size_t i = 0; i < f.n; i++)
+        args[n++] = f.argv[i];
+    eval(r, r->ac, check_reply, NULL, script, 3, keys, n, args);
+}
+
+static void send_lift(struct redis_store *r, const struct item *it)
+{
+    char kb[200], ka[160], id[17], what[32], at[32];
+    store_id_format(it->b.id, id);
+    snprintf(what, sizeof what, "block:%s", id);
+    key(r, kb, sizeof kb, what);
+    key(r, ka, sizeof ka, "active");
+    snprintf(at, sizeof at, "%lld", (long long)it->b.lifted_at);
+    const char *keys[2] = {kb, ka};
+    const char *args[7] = {id, it->op == OP_LIFT ? "lifted" : "expired", at, it->b.lifted_by,
+                           it->b.lift_reason, r->chan, it->op == OP_LIFT ? "L" : "E"};
+    eval(r, r->ac, check_reply, NULL, lua_lift, 2, keys, 7, args);
+}
+
+struct count_ctx {
+    struct redis_store *r;
+    struct addr prefix;
+    enum guard_reason why;
+};
+
+static void count_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct count_ctx *c = priv;
+    redisReply *rep = reply;
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer == 1 &&
+        c->r->hooks.limit != NULL)
+        c->r->hooks.limit(c->r->hooks.ctx, &c->prefix, c->why, rep->element[2]->integer,
+                          (uint32_t)rep->element[1]->integer);
+    free(c);
+}
+
+static void send_count(struct redis_store *r, const struct item *it)
+{
+    struct count_ctx *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return;
+    c->r = r;
+    c->prefix = it->b.prefix;
+    c->why = it->why;
+    char p[ADDR_STRLEN], k[256], what[ADDR_STRLEN + 48], win[32], lim[32];
+    addr_format(&it->b.prefix, true, p);
+    snprintf(what, sizeof what, "cnt:%s:%s", guard_reason_name(it->why), p);
+    key(r, k, sizeof k, what);
+    snprintf(win, sizeof win, "%lld", (long long)it->window);
+    snprintf(lim, sizeof lim, "%ld", it->limit);
+    const char *keys[1] = {k};
+    const char *args[2] = {win, lim};
+    if (eval(r, r->ac, count_reply, c, lua_count, 1, keys, 2, args) != REDIS_OK)
+        free(c);
+}
+
+static void send_item(struct redis_store *r, const struct item *it)
+{
+    switch (it->op) {
+    case OP_PUT:
+        send_put(r, &it->b, lua_put);
+        break;
+    case OP_LIFT:
+    case OP_EXPIRE:
+        send_lift(r, it);
+        break;
+    case OP_PRUNE: {
+        char kt[160], ka[160], before[32];
+        key(r, kt, sizeof kt, "bytime");
+        key(r, ka, sizeof ka, "active");
+        snprintf(before, sizeof before, "%lld", (long long)it->b.lifted_at);
+        const char *keys[2] = {kt, ka};
+        const char *args[2] = {r->pfx, before};
+        eval(r, r->ac, check_reply, NULL, lua_prune, 2, keys, 2, args);
+        break;
+    }
+    case OP_COUNT:
+        send_count(r, it);
+        break;
+    }
+}
+
+/* Runs on the store thread (posted by any thread). */
+static void run_item(void *arg)
+{
+    struct item *it = arg;
+    struct redis_store *r = (struct redis_store *)(void *)it->next;   /* see post() */
+    it->next = NULL;
+    if (it->op == OP_PUT)
+        known_set(r, &it->b);
+    else if (it->op == OP_LIFT || it->op == OP_EXPIRE)
+        known_drop(r, it->b.id);
+    if (atomic_load(&r->up) && r->ac != NULL) {
+        send_item(r, it);
+        free(it);
+        return;
+    }
+    /* Down: counts are local meanwhile; own records wait for Redis. */
+    if (it->op == OP_COUNT || it->op == OP_PRUNE || r->npend >= PENDING_MAX) {
+        free(it);
+        return;
+    }
+    if (r->pend_tail)
+        r->pend_tail->next = it;
+    else
+        r->pend_head = it;
+    r->pend_tail = it;
+    r->npend++;
+}
+
+static void post(struct redis_store *r, struct item *it)
+{
+    /* The mailbox carries one pointer: the item, with the store in `next`
+     * until run_item takes it. */
+    it->next = (struct item *)(void *)r;
+    pool_post(r->mb, run_item, it);
+}
+
+static struct item *item_new(enum op op)
+{
+    struct item *it = calloc(1, sizeof *it);
+    if (it == NULL)
+        abort();
+    it->op = op;
+    return it;
+}
+
+static void rs_put(struct store *s, const struct guard_block *b)
+{
+    struct item *it = item_new(OP_PUT);
+    it->b = *b;
+    post((struct redis_store *)s, it);
+}
+
+static void rs_lift(struct store *s, uint64_t id, int64_t at, const char *by, const char *why)
+{
+    struct item *it = item_new(OP_LIFT);
+    it->b.id = id;
+    it->b.lifted_at = at;
+    util_strlcpy(it->b.lifted_by, by ? by : "", sizeof it->b.lifted_by);
+    util_strlcpy(it->b.lift_reason, why ? why : "", sizeof it->b.lift_reason);
+    post((struct redis_store *)s, it);
+}
+
+static void rs_expire(struct store *s, uint64_t id, int64_t at)
+{
+    struct item *it = item_new(OP_EXPIRE);
+    it->b.id = id;
+    it->b.lifted_at = at;
+    post((struct redis_store *)s, it);
+}
+
+static void rs_prune(struct store *s, int64_t before)
+{
+    struct item *it = item_new(OP_PRUNE);
+    it->b.lifted_at = before;
+    post((struct redis_store *)s, it);
+}
+
+static void rs_count(struct store *s, const struct addr *prefix, enum guard_reason why,
+                     long limit, int64_t window_ms)
+{
+    struct redis_store *r = (struct redis_store *)s;
+    if (!atomic_load(&r->up))
+        return;      /* local counting decides meanwhile */
+    struct item *it = item_new(OP_COUNT);
+    it->b.prefix = *prefix;
+    it->why = why;
+    it->limit = limit;
+    it->window = window_ms;
+    post(r, it);
+}
+
+/* ---- reads that wait (control socket, start-up) ------------------------ */
+
+struct call {
+    struct redis_store *r;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done, ok;
+    /* the request */
+    const char *script;
+    const char *keys[3];
+    int nkeys;
+    const char *args[4];
+    int nargs;
+    /* the answer */
+    struct guard_block *v;
+    size_t n;
+};
+
+static void call_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct call *c = priv;
+    redisReply *rep = reply;
+    pthread_mutex_lock(&c->mu);
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY) {
+        c->v = calloc(rep->elements + 1, sizeof *c->v);
+        for (size_t i = 0; c->v != NULL && i < rep->elements; i++)
+            if (block_of(rep->element[i], &c->v[c->n]))
+                c->n++;
+        c->ok = c->v != NULL;
+    }
+    c->done = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void call_run(void *arg)
+{
+    struct call *c = arg;
+    struct redis_store *r = c->r;
+    if (!atomic_load(&r->up) || r->ac == NULL ||
+        eval(r, r->ac, call_reply, c, c->script, c->nkeys, c->keys, c->nargs, c->args) != REDIS_OK) {
+        pthread_mutex_lock(&c->mu);
+        c->done = true;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+/* Runs the script on the store thread and waits for its records. */
+static bool call_wait(struct redis_store *r, struct call *c)
+{
+    c->r = r;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    pool_post(r->mb, call_run, c);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += CALL_TIMEOUT_MS / 1000;
+    pthread_mutex_lock(&c->mu);
+    while (!c->done)
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT)
+            break;
+    bool done = c->done;
+    pthread_mutex_unlock(&c->mu);
+    if (!done) {
+        /* The reply may still come; the call must outlive it. Leak it
+         * rather than risk a write into freed memory. */
+        return false;
+    }
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    return c->ok;
+}
+
+static bool rs_load(struct store *s, int64_t since, int64_t now, store_block_cb cb, void *ctx)
+{
+    (void)s;
+    (void)since;
+    (void)now;
+    (void)cb;
+    (void)ctx;
+    /* The store thread loads everything itself each time it (re)connects
+     * and hands it to hooks.installed; nothing to do at start. */
+    return true;
+}
+
+static bool rs_history(struct store *s, const struct addr *prefix, int limit,
+                       store_block_cb cb, void *ctx)
+{
+    struct redis_store *r = (struct redis_store *)s;
+    char kt[160];
+    key(r, kt, sizeof kt, "bytime");
+    struct call *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return false;
+    c->script = lua_history;
+    c->keys[0] = kt;
+    c->nkeys = 1;
+    c->args[0] = r->pfx;
+    c->nargs = 1;
+    if (!call_wait(r, c))
+        return c->done ? (free(c->v), free(c), false) : false;
+    int n = 0;
+    for (size_t i = 0; i < c->n && (limit == 0 || n < limit); i++) {
+        const struct guard_block *b = &c->v[i];
+        if (b->prefix.family == prefix->family &&
+            (addr_in(&b->prefix, prefix) || addr_in(prefix, &b->prefix))) {
+            cb(ctx, b);
+            n++;
+        }
+    }
+    free(c->v);
+    free(c);
+    return true;
+}
+
+static bool rs_get(struct store *s, uint64_t id, struct guard_block *out)
+{
+    struct redis_store *r = (struct redis_store *)s;
+    char hex[17];
+    store_id_format(id, hex);
+    struct call *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return false;
+    c->script = lua_fetch;
+    c->nkeys = 0;
+    c->args[0] = r->pfx;
+    c->args[1] = hex;
+    c->nargs = 2;
+    if (!call_wait(r, c))
+        return c->done ? (free(c->v), free(c), false) : false;
+    bool ok = c->n == 1;
+    if (ok)
+        *out = c->v[0];
+    free(c->v);
+    free(c);
+    return ok;
+}
+
+/* ---- connection, subscription, resynchronisation ----------------------- */
+
+static void fetch_and_apply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct redis_store *r = priv;
+    redisReply *rep = reply;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY)
+        return;
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < rep->elements; i++) {
+        struct guard_block b;
+        if (!block_of(rep->element[i], &b))
+            continue;
+        if (in_force(&b, now)) {
+            known_set(r, &b);
+            if (r->hooks.installed)
+                r->hooks.installed(r->hooks.ctx, &b);
+        } else {
+            known_drop(r, b.id);
+            if (b.state == BLOCK_LIFTED || b.state == BLOCK_EXPIRED) {
+                if (r->hooks.removed)
+                    r->hooks.removed(r->hooks.ctx, b.id, &b.prefix);
+            } else if (r->hooks.installed) {
+                r->hooks.installed(r->hooks.ctx, &b);   /* ladder memory */
+            }
+        }
+    }
+}
+
+static void on_message(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct redis_store *r = priv;
+    redisReply *rep = reply;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || strcmp(rep->element[0]->str, "message") != 0 ||
+        rep->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    const char *m = rep->element[2]->str;
+    uint64_t id;
+    if (strlen(m) < 3 || m[1] != ' ' || !store_id_parse(m + 2, &id) || r->ac == NULL)
+        return;
+    const char *args[2] = {r->pfx, m + 2};
+    eval(r, r->ac, fetch_and_apply, r, lua_fetch, 0, NULL, 2, args);
+}
+
+static void set_up(struct redis_store *r, bool up)
+{
+    if (atomic_exchange(&r->up, up) == up)
+        return;
+    if (r->hooks.shared)
+        r->hooks.shared(r->hooks.ctx, up);
+}
+
+static void schedule_retry(struct redis_store *r)
+{
+    if (r->stopping || evtimer_pending(r->retry, NULL))
+        return;
+    r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 100;
+    if (r->backoff_ms > BACKOFF_MAX_MS)
+        r->backoff_ms = BACKOFF_MAX_MS;
+    struct timeval tv = {r->backoff_ms / 1000, (r->backoff_ms % 1000) * 1000};
+    evtimer_add(r->retry, &tv);
+}
+
+/* Either connection lost: drop both, decide locally, retry. */
+static void lost(struct redis_store *r, const char *why)
+{
+    set_up(r, false);
+    if (!r->down_logged && !r->stopping) {
+        r->down_logged = true;
+        log_event(LOG_ERROR, "redis_down", "redis", r->host, "error", why,
+                  "effect", "local counting; known blocks stay enforced", NULL);
+    }
+    redisAsyncContext *ac = r->ac, *sub = r->sub;
+    r->ac = r->sub = NULL;
+    r->connecting = false;
+    /* Freeing from inside hiredis' own callbacks is not allowed; the
+     * disconnect callback path has already freed the one that died. */
+    if (ac != NULL)
+        redisAsyncDisconnect(ac);
+    if (sub != NULL)
+        redisAsyncDisconnect(sub);
+    schedule_retry(r);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis_store *r = ac->data;
+    char why[128];
+    snprintf(why, sizeof why, "%s", status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "lost"));
+    if (ac == r->ac)
+        r->ac = NULL;
+    if (ac == r->sub)
+        r->sub = NULL;
+    lost(r, why);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis_store *r = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        if (ac == r->ac)
+            r->ac = NULL;
+        if (ac == r->sub)
+            r->sub = NULL;
+        lost(r, ac->errstr[0] ? ac->errstr : "cannot connect");
+    }
+}
+
+static void synced(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct redis_store *r = priv;
+    redisReply *rep = reply;
+    if (rep == NULL)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        log_event(LOG_ERROR, "store_error", "backend", "redis", "error", rep->str, NULL);
+        return;
+    }
+    fetch_and_apply(ac, reply, priv);
+    r->connecting = false;
+    r->backoff_ms = 0;
+    set_up(r, true);
+    log_event(LOG_INFO, r->down_logged ? "redis_up" : "redis_connected", "redis", r->host, NULL);
+    r->down_logged = false;
+}
+
+static void prepare(redisAsyncContext *ac, struct redis_store *r)
+{
+    ac->data = r;
+    redisLibeventAttach(ac, r->evb);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    if (r->password[0] != '\0')
+        redisAsyncCommand(ac, check_reply, NULL, "AUTH %s", r->password);
+    if (r->db != 0)
+        redisAsyncCommand(ac, check_reply, NULL, "SELECT %ld", r->db);
+}
+
+static redisAsyncContext *open_ctx(struct redis_store *r)
+{
+    redisAsyncContext *ac = r->port ? redisAsyncConnect(r->host, r->port)
+                                    : redisAsyncConnectUnix(r->host);
+    if (ac == NULL)
+        return NULL;
+    if (ac->err) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    prepare(ac, r);
+    return ac;
+}
+
+static void connect_now(struct redis_store *r)
+{
+    if (r->stopping || r->ac != NULL || r->sub != NULL)
+        return;
+    r->connecting = true;
+    r->ac = open_ctx(r);
+    r->sub = r->ac ? open_ctx(r) : NULL;
+    if (r->ac == NULL || r->sub == NULL) {
+        lost(r, "cannot create a connection");
+        return;
+    }
+    /* Subscribe first, so nothing published from here on is missed. */
+    redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s", r->chan);
+    /* Then, in order on the command connection: our queued writes, the
+     * write-back of blocks Redis may have lost, and the load. */
+    for (struct item *it = r->pend_head, *next; it != NULL; it = next) {
+        next = it->next;
+        send_item(r, it);
+        free(it);
+    }
+    r->pend_head = r->pend_tail = NULL;
+    r->npend = 0;
+    int64_t now = util_now_ms();
+    for (struct known *k = r->known; k != NULL; k = k->next)
+        if (in_force(&k->b, now))
+            send_put(r, &k->b, lua_writeback);
+    char ka[160], kt[160], since[32];
+    key(r, ka, sizeof ka, "active");
+    key(r, kt, sizeof kt, "bytime");
+    /* A month of history covers any offense_memory in practice; the
+     * guard ignores what is older than its own. */
+    snprintf(since, sizeof since, "%lld", (long long)(now - 366LL * 86400000));
+    const char *keys[2] = {ka, kt};
+    const char *args[2] = {r->pfx, since};
+    eval(r, r->ac, synced, r, lua_load, 2, keys, 2, args);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    connect_now(arg);
+}
+
+static void *store_main(void *arg)
+{
+    struct redis_store *r = arg;
+    event_base_loop(r->evb, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
+}
+
+static void stop_run(void *arg)
+{
+    struct redis_store *r = arg;
+    r->stopping = true;
+    if (r->ac)
+        redisAsyncDisconnect(r->ac);
+    if (r->sub)
+        redisAsyncDisconnect(r->sub);
+    r->ac = r->sub = NULL;
+    event_base_loopexit(r->evb, NULL);
+}
+
+static void rs_close(struct store *s)
+{
+    struct redis_store *r = (struct redis_store *)s;
+    pool_post(r->mb, stop_run, r);
+    pthread_join(r->thread, NULL);
+    for (struct item *it = r->pend_head, *next; it != NULL; it = next) {
+        next = it->next;
+        free(it);
+    }
+    for (struct known *k = r->known, *next; k != NULL; k = next) {
+        next = k->next;
+        free(k);
+    }
+    event_free(r->retry);
+    pool_mailbox_free(r->mb);
+    event_base_free(r->evb);
+    free(r);
+}
+
+static const struct store_ops redis_ops = {
+    rs_put, rs_lift, rs_expire, rs_load, rs_history, rs_get, rs_prune, rs_close, rs_count,
+};
+
+static void first_connect(void *arg)
+{
+    connect_now(arg);
+}
+
+struct store *store_redis_open(const struct config *c, const struct store_hooks *h,
+                               char *err, size_t errlen)
+{
+    struct redis_store *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->base.ops = &redis_ops;
+    if (h != NULL)
+        r->hooks = *h;
+    if (strncmp(c->redis, "unix:", 5) == 0) {
+        util_strlcpy(r->host, c->redis + 5, sizeof r->host);
+    } else {
+        const char *colon = strrchr(c->redis, ':');
+        size_t hl = colon ? (size_t)(colon - c->redis) : 0;
+        if (colon == NULL || hl == 0 || hl >= sizeof r->host) {
+            snprintf(err, errlen, "[store] redis: '%s' is not HOST:PORT or unix:/path", c->redis);
+            free(r);
+            return NULL;
+        }
+        const char *host = c->redis;
+        if (host[0] == '[' && colon[-1] == ']') {   /* [::1]:6379 */
+            host++;
+            hl -= 2;
+        }
+        memcpy(r->host, host, hl);
+        r->host[hl] = '\0';
+        r->port = atoi(colon + 1);
+    }
+    util_strlcpy(r->password, c->redis_password, sizeof r->password);
+    r->db = c->redis_db;
+    util_strlcpy(r->pfx, c->redis_prefix, sizeof r->pfx);
+    snprintf(r->chan, sizeof r->chan, "%sevents", r->pfx);
+    r->evb = event_base_new();
+    r->mb = r->evb ? pool_mailbox_new(r->evb) : NULL;
+    r->retry = r->evb ? evtimer_new(r->evb, on_retry, r) : NULL;
+    if (r->retry == NULL || r->mb == NULL ||
+        pthread_create(&r->thread, NULL, store_main, r) != 0) {
+        snprintf(err, errlen, "cannot start the redis store thread");
+        if (r->retry)
+            event_free(r->retry);
+        pool_mailbox_free(r->mb);
+        if (r->evb)
+            event_base_free(r->evb);
+        free(r);
+        return NULL;
+    }
+    /* Until Redis answers, this node decides alone. */
+    pool_post(r->mb, first_connect, r);
+    return &r->base;
 }

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,6 +384,9 @@ int main(int argc, char **argv)
     if (reason)
         json_object_set_new(req, "reason", json_string(reason));
     const char *who = getenv("SUDO_USER") ? getenv("SUDO_USER") : getenv("USER");
+    struct passwd *pw = who ? NULL : getpwuid(getuid());
+    if (pw != NULL)
+        who = pw->pw_name;
     char by[96];
     snprintf(by, sizeof by, "portcullisctl:%s", who ? who : "?");
     json_object_set_new(req, "by", json_string(by));

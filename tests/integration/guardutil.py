@@ -286,7 +286,11 @@ def check_status_shape(s):
         assert isinstance(v, int) and not isinstance(v, bool) and v >= 0, (k, s)
     assert isinstance(s["offenses"], int) and not isinstance(s["offenses"], bool), s
     ipaddress.ip_network(s["prefix"], strict=True)
-    ipaddress.ip_address(s["address"])
+    # the address asked about: an address, or the CIDR prefix when one was given
+    if "/" in s["address"]:
+        ipaddress.ip_network(s["address"], strict=True)
+    else:
+        ipaddress.ip_address(s["address"])
     for k in ("block", "last_block"):
         if s[k] is not None:
             check_block_shape(s[k])
@@ -301,8 +305,10 @@ def check_status_shape(s):
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
-def proxy_v1(src, dst="192.0.2.25", sport=40000, dport=587):
+def proxy_v1(src, dst=None, sport=40000, dport=587):
     fam = "TCP6" if ":" in src else "TCP4"
+    if dst is None:
+        dst = "2001:db8:ffff::25" if fam == "TCP6" else "192.0.2.25"
     return f"PROXY {fam} {src} {dst} {sport} {dport}\r\n".encode()
 
 

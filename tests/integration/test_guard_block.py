@@ -216,3 +216,23 @@ def test_allow_list_is_never_counted_nor_blocked(start_daemon):
     block_by_auth_failures(d, n=2)
     assert greeting_of(d.port) == GREETING_554
     assert greeting_of(d.port, source="127.0.0.2").startswith("220 ")
+
+
+def test_ladder_counts_blocks_made_within_one_second(start_daemon):
+    """Automatic blocks in quick succession (an operator lifts one and the
+    client goes on at once) are each an offense: with permanent_after = 3
+    the 3rd is permanent, and status counts 3 offenses."""
+    d = start_daemon(guard={"auth_fail_limit": "2", "ban_durations": "1h 2h",
+                            "permanent_after": "3"})
+    # start just after a wall-clock second begins, so all blocks fall in it
+    wait_until(lambda: time.time() % 1 < 0.1, timeout=3, interval=0.005,
+               what="the start of a second")
+    for _ in range(2):
+        block_by_auth_failures(d, n=2)
+        assert d.ctl("unblock", "127.0.0.1", "--reason", "customer says fixed").returncode == 0
+    block_by_auth_failures(d, n=2)
+    s = status(d, "127.0.0.1")
+    h = d.ctl_json("history", "127.0.0.1")["blocks"]
+    assert [b["reason"] for b in h] == ["auth_failures"] * 3, h
+    assert s["state"] == "permanent", s
+    assert s["offenses"] == 3, s
