@@ -79,6 +79,30 @@ static json_t *do_block(struct req *r)
     return o;
 }
 
+/* control.c do_unblock(): `by` and `reason` go to the store's lift(),
+ * which keeps them in struct guard_block's lifted_by[64] and
+ * lift_reason[256] (store_sqlite.c, util_strlcpy); block_json() then
+ * shows them with json_string() (str_or_null). */
+static json_t *str_or_null(const char *s)
+{
+    return s[0] ? json_string(s) : json_null();
+}
+
+static json_t *do_unblock(struct req *r)
+{
+    json_t *o = with_prefix(r, false);
+    if (o == NULL)
+        return NULL;
+    const char *by = json_string_value(json_object_get(r->in, "by"));
+    const char *why = json_string_value(json_object_get(r->in, "reason"));
+    char lifted_by[64], lift_reason[256];
+    util_strlcpy(lifted_by, by ? by : "portcullisctl", sizeof lifted_by);
+    util_strlcpy(lift_reason, why ? why : "", sizeof lift_reason);
+    set(o, "lifted_by", str_or_null(lifted_by));
+    set(o, "lift_reason", str_or_null(lift_reason));
+    return o;
+}
+
 static json_t *do_list(struct req *r)
 {
     const char *f = json_string_value(json_object_get(r->in, "filter"));
@@ -107,9 +131,12 @@ static void handle(const char *line, size_t len)
             if (strcmp(cmd, "status") == 0) {
                 r.err = NULL;
                 result = with_prefix(&r, true);
-            } else if (strcmp(cmd, "history") == 0 || strcmp(cmd, "unblock") == 0) {
+            } else if (strcmp(cmd, "history") == 0) {
                 r.err = NULL;
                 result = with_prefix(&r, false);
+            } else if (strcmp(cmd, "unblock") == 0) {
+                r.err = NULL;
+                result = do_unblock(&r);
             } else if (strcmp(cmd, "block") == 0) {
                 r.err = NULL;
                 result = do_block(&r);

@@ -1,24 +1,34 @@
 /* Fuzzes one SMTP command line: smtp_parse_command, then MAIL/RCPT
  * argument parsing and the HELO check, on a NUL-terminated copy. */
 #include <stdbool.h>
+#include <strings.h>
 #include "fuzz_common.h"
 #include "smtp_parse.h"
 
-static bool path_ok(const char *path, bool allow_null, bool utf8)
+/* What smtp_parse.c accepts as a path (RFC 5321 §4.1.2): "" only for
+ * MAIL, <Postmaster> only for RCPT, otherwise local-part "@" domain where
+ * the domain is non-empty and plain; never a control character, never
+ * longer than SMTP_PATH_MAX, 8-bit only under SMTPUTF8. */
+static bool path_ok(const char *path, bool is_rcpt, bool utf8)
 {
     size_t n = strlen(path);
     if (n > SMTP_PATH_MAX)
         return false;
     if (n == 0)
-        return allow_null;
-    const char *at = strchr(path, '@');
-    if (at == NULL || at == path || at == path + n - 1)   /* the first '@' */
-        return false;
+        return !is_rcpt;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)path[i];
-        if (ch <= ' ' || ch == 0x7f || ch == '<' || ch == '>')
+        if (ch < ' ' || (ch >= 0x80 && !utf8))
             return false;
-        if (ch >= 0x80 && !utf8)
+    }
+    if (is_rcpt && strcasecmp(path, "postmaster") == 0)
+        return true;
+    const char *at = strrchr(path, '@');   /* the domain holds no '@' */
+    if (at == NULL || at == path || at == path + n - 1)
+        return false;
+    for (const char *d = at + 1; *d; d++) {
+        unsigned char ch = (unsigned char)*d;
+        if (ch <= ' ' || ch == 0x7f || ch == '<' || ch == '>' || ch == '"')
             return false;
     }
     return true;
@@ -37,7 +47,7 @@ static void parse_args(const char *arg)
     struct smtp_error e;
     memset(&e, 0, sizeof e);
     if (smtp_parse_mail(arg, &m, &e)) {
-        CHECK(path_ok(m.path, true, m.smtputf8));
+        CHECK(path_ok(m.path, false, m.smtputf8));
         CHECK(m.has_size || m.size == 0);
         CHECK(m.body == BODY_7BIT || m.body == BODY_8BITMIME);
     } else {
@@ -45,7 +55,7 @@ static void parse_args(const char *arg)
     }
     memset(&e, 0, sizeof e);
     if (smtp_parse_rcpt(arg, &r, &e))
-        CHECK(path_ok(r.path, false, true));
+        CHECK(path_ok(r.path, true, true));
     else
         check_error(&e);
     if (smtp_valid_helo(arg)) {

@@ -137,7 +137,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(a.d.done == b.d.done);
     CHECK(a.d.error == b.d.error);
     CHECK(a.d.size == b.d.size);
-    CHECK(a.out.n == b.out.n && (a.out.n == 0 || memcmp(a.out.p, b.out.p, a.out.n) == 0));
+    /* After an error the message is refused and what was emitted before it
+     * is thrown away, so how much got out first may differ. */
+    if (a.d.error == SMTP_DATA_OK)
+        CHECK(a.out.n == b.out.n && (a.out.n == 0 || memcmp(a.out.p, b.out.p, a.out.n) == 0));
 
     /* The end is exactly the first CRLF.CRLF, and nothing past it is eaten. */
     size_t end = find_end(s, n);

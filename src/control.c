@@ -60,6 +60,7 @@ static json_t *block_json(const struct guard_block *b, int64_t now)
     json_object_set_new(o, "last_event_at", time_or_null(b->last_event_at));
     json_object_set_new(o, "events", json_integer(b->events));
     json_object_set_new(o, "node", str_or_null(b->node));
+    json_object_set_new(o, "note", str_or_null(b->note));
     return o;
 }
 
@@ -236,7 +237,8 @@ static void log_block_change(const char *event, const struct guard_block *b, con
     store_id_format(b->id, id);
     if (b->expires_at)
         util_rfc3339(b->expires_at, until);
-    log_event(LOG_WARN, event, "ip", ip, "reason", why, "by", by, "block", id,
+    log_event(LOG_WARN, event, "ip", ip, "reason", strcmp(event, "block") == 0 ? "manual" : NULL,
+              "note", why, "by", by, "block", id,
               "until", strcmp(event, "block") != 0 ? NULL : b->expires_at ? until : "permanent",
               NULL);
 }
@@ -264,10 +266,9 @@ static json_t *do_block(struct req *r)
     if (had_old)
         st->ops->lift(st, old.id, r->now, by, "replaced by a manual block");
     util_strlcpy(made.node, r->cfg->hostname, sizeof made.node);
-    /* A manual block's own reason goes where the support desk looks. */
-    util_strlcpy(made.lift_reason, "", sizeof made.lift_reason);
+    util_strlcpy(made.note, why, sizeof made.note);
     st->ops->put(st, &made);
-    log_block_change("block", &made, by, why[0] ? why : "manual");
+    log_block_change("block", &made, by, why);
     struct guard_block stored;
     return block_json(st->ops->get(st, made.id, &stored) ? &stored : &made, r->now);
 }

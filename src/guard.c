@@ -48,7 +48,7 @@ struct entry {
     int64_t block_started;
     uint64_t block_id;
     struct rate rate[NRATES];
-    uint32_t offenses[CONFIG_MAX_PERMANENT_AFTER]; /* starts (s) of automatic blocks, oldest first */
+    uint32_t offenses[CONFIG_MAX_PERMANENT_AFTER]; /* starts of automatic blocks, oldest first (ds_of) */
 };
 
 struct shard {
@@ -315,9 +315,19 @@ static bool heap_pop_due(struct guard *g, int64_t now, struct heap_item *out)
 
 /* ---- blocks --------------------------------------------------------- */
 
+/* Offense times in tenths of a second since 2025-01-01: 4 bytes each
+ * until 2038, and fine enough that two blocks of one address (which cannot
+ * overlap) never share a value. */
+#define DS_EPOCH_MS 1735689600000LL
+static uint32_t ds_of(int64_t ms)
+{
+    int64_t ds = (ms - DS_EPOCH_MS) / 100;
+    return ds < 0 ? 0 : ds > UINT32_MAX ? UINT32_MAX : (uint32_t)ds;
+}
+
 static void forget_old_offenses(struct entry *e, const struct config *c, int64_t now)
 {
-    int64_t horizon = (now - c->offense_memory_ms) / 1000;
+    int64_t horizon = ds_of(now - c->offense_memory_ms);
     uint8_t keep = 0;
     for (uint8_t i = 0; i < e->noff; i++)
         if ((int64_t)e->offenses[i] > horizon)
@@ -325,10 +335,12 @@ static void forget_old_offenses(struct entry *e, const struct config *c, int64_t
     e->noff = keep;
 }
 
-static void add_offense(struct entry *e, int64_t at)
+/* `learned`: a block told by the store, which may be one this entry has
+ * counted already (its own, echoed by the cluster): same time, same block. */
+static void add_offense(struct entry *e, int64_t at, bool learned)
 {
-    uint32_t s = (uint32_t)(at / 1000);
-    for (uint8_t i = 0; i < e->noff; i++)
+    uint32_t s = ds_of(at);
+    for (uint8_t i = 0; learned && i < e->noff; i++)
         if (e->offenses[i] == s)
             return;
     if (e->noff == CONFIG_MAX_PERMANENT_AFTER) {
@@ -386,7 +398,7 @@ static void impose_as(struct guard *g, const struct config *c, struct entry *e,
 
     forget_old_offenses(e, c, now);
     int64_t dur = config_ban_ms(c, e->noff + 1);
-    add_offense(e, now);
+    add_offense(e, now, false);
     int64_t until = dur < 0 ? INT64_MAX : now + dur;
     uint64_t id = new_id();
     set_block(g, e, reason, id, now, until);
@@ -604,13 +616,14 @@ void guard_block_manual(struct guard *g, const struct addr *prefix, int64_t dura
     made->expires_at = duration_ms < 0 ? 0 : until;
 }
 
+/* The counters were reset when the block began and nothing is counted
+ * while it holds, so what they hold now came after it: keep it. */
 static void clear_block(struct entry *e)
 {
     e->block_id = 0;
     e->block_until = 0;
     e->block_started = 0;
     e->reason = GUARD_NONE;
-    reset_rates(e);
 }
 
 bool guard_unblock(struct guard *g, const struct addr *prefix, int64_t now, uint64_t *lifted_id)
@@ -643,7 +656,7 @@ void guard_install(struct guard *g, const struct config *c, const struct guard_b
     struct entry *e = find_or_add(s, h, &b->prefix);
     if (e != NULL) {
         if (in_memory)
-            add_offense(e, b->started_at);
+            add_offense(e, b->started_at, true);
         if (active && e->block_id != b->id)
             set_block(g, e, b->reason, b->id, b->started_at,
                       b->expires_at == 0 ? INT64_MAX : b->expires_at);

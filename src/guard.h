@@ -42,6 +42,7 @@ struct guard_block {
     uint32_t events;
     char lifted_by[64];
     char lift_reason[256];
+    char note[256];              /* an operator's words on a manual block */
     char node[64];
 };
 

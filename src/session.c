@@ -59,7 +59,7 @@ struct session {
     char ip[ADDR_STRLEN];
     char sid[UTIL_ID_LEN];
     uint64_t epoch;
-    bool counted, allowed, esmtp, tls, authed, busy, closing, dead, discard_line;
+    bool counted, allowed, esmtp, tls, authed, busy, closing, dead, discard_line, tls_closed;
     unsigned errors;
     char helo[256];
     char user[SASL_USER_MAX];
@@ -154,6 +154,14 @@ static void finish(struct session *s)
     if (s->busy) {
         s->dead = true;    /* the pool job frees it when it returns */
         return;
+    }
+    /* TLS ends with a close_notify (clients such as openssl s_client call
+     * a bare TCP close a truncation attack), once our last reply is out. */
+    if (s->tls && !s->tls_closed && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+        SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+        s->tls_closed = true;
+        if (ssl != NULL && SSL_is_init_finished(ssl))
+            SSL_shutdown(ssl);
     }
     if (output_pending(s) == 0) {
         session_free(s);

@@ -224,6 +224,7 @@ static void fields_of(struct fields *f, const struct guard_block *b)
     fields_add(f, "last_event_at", num(f, 4, b->last_event_at));
     fields_add(f, "events", num(f, 5, b->events));
     fields_add(f, "node", b->node);
+    fields_add(f, "note", b->note);
 }
 
 static bool block_of(const redisReply *h, struct guard_block *b)
@@ -264,6 +265,8 @@ static bool block_of(const redisReply *h, struct guard_block *b)
             b->events = (uint32_t)n;
         else if (strcmp(key, "node") == 0)
             util_strlcpy(b->node, val, sizeof b->node);
+        else if (strcmp(key, "note") == 0)
+            util_strlcpy(b->note, val, sizeof b->note);
     }
     return have_id && have_prefix && b->reason != GUARD_NONE;
 }

@@ -43,13 +43,13 @@ static const char schema[] =
     "  state TEXT NOT NULL, started_at INTEGER NOT NULL, expires_at INTEGER,"
     "  lifted_at INTEGER, lifted_by TEXT, lift_reason TEXT,"
     "  first_event_at INTEGER, last_event_at INTEGER, events INTEGER NOT NULL DEFAULT 0,"
-    "  node TEXT);"
+    "  node TEXT, note TEXT);"
     "CREATE INDEX IF NOT EXISTS blocks_state ON blocks(state);"
     "CREATE INDEX IF NOT EXISTS blocks_started ON blocks(started_at);"
     "CREATE INDEX IF NOT EXISTS blocks_family_started ON blocks(family, started_at);";
 
 #define COLS "id, prefix, family, bits, addr, reason, state, started_at, expires_at, lifted_at," \
-             " lifted_by, lift_reason, first_event_at, last_event_at, events, node"
+             " lifted_by, lift_reason, first_event_at, last_event_at, events, node, note"
 
 static void bind_time(sqlite3_stmt *st, int i, int64_t t)
 {
@@ -63,7 +63,7 @@ static bool exec_put(sqlite3 *db, const struct guard_block *b)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO blocks (" COLS ") VALUES "
-                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
         return false;
     char id[17], prefix[ADDR_STRLEN];
     store_id_format(b->id, id);
@@ -84,6 +84,7 @@ static bool exec_put(sqlite3 *db, const struct guard_block *b)
     bind_time(st, 14, b->last_event_at);
     sqlite3_bind_int64(st, 15, b->events);
     sqlite3_bind_text(st, 16, b->node, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 17, b->note, -1, SQLITE_TRANSIENT);
     bool ok = sqlite3_step(st) == SQLITE_DONE;
     sqlite3_finalize(st);
     return ok;
@@ -265,6 +266,7 @@ static bool row_to_block(sqlite3_stmt *st, struct guard_block *b)
     b->last_event_at = col_time(st, 13);
     b->events = (uint32_t)sqlite3_column_int64(st, 14);
     col_text(st, 15, b->node, sizeof b->node);
+    col_text(st, 16, b->note, sizeof b->note);
     return true;
 }
 

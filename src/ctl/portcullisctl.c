@@ -143,6 +143,8 @@ static void print_block(json_t *b, const char *indent)
     if (json_is_string(json_object_get(b, "lifted_at")))
         printf("%s  lifted %s by %s: %s\n", indent, s(b, "lifted_at"), s(b, "lifted_by"),
                s(b, "lift_reason"));
+    if (json_is_string(json_object_get(b, "note")))
+        printf("%s  note: %s\n", indent, s(b, "note"));
     printf("%s  node %s, id %s\n", indent, s(b, "node"), s(b, "id"));
 }
 

@@ -211,6 +211,14 @@ def wait_greeting(port, prefix, timeout=20, **kw):
                       timeout=timeout, interval=0.2, what=f"greeting {prefix!r}")
 
 
+def wait_expired(d, n, port=None, timeout=20):
+    """Waits until the daemon has logged n event=expire lines in all and
+    then serves a 220 again: the block is over, also for its expiry tick."""
+    wait_until(lambda: len(log_lines(d, "expire")) >= n, timeout=timeout,
+               interval=0.05, what=f"{n} event=expire lines")
+    return wait_greeting(port or d.port, "220 ", timeout=timeout)
+
+
 # -- guard actions -----------------------------------------------------------
 def fail_auth(port, n, **kw):
     """Opens a session, EHLO, n failed AUTHs (each must be 535 5.7.8).

@@ -300,7 +300,16 @@ class Watch:
             self.rss_max = v
         return v
 
+    def more(self, seconds):
+        """Keep the load going? True for `seconds` after entering, and after
+        that until min_probes transactions ran (at most 30 s more)."""
+        el = time.monotonic() - self.t0
+        if el < seconds:
+            return True
+        return len(self.probes) + len(self.failures) < self.min_probes and el < seconds + 30 * T
+
     def __enter__(self):
+        self.t0 = time.monotonic()
         for t in self.threads:
             t.start()
         return self

@@ -4,7 +4,7 @@ reason, history newest first, list and its filters, manual blocks, stats."""
 import json
 
 from guardutil import (
-    GREETING_554, REPLY_421, Conn, check_block_shape, check_status_shape,
+    GREETING_554, REPLY_421, check_block_shape, check_status_shape,
     fail_auth, greeting_of, now_utc, seconds_between, status, ts,
 )
 

@@ -5,7 +5,7 @@ import time
 
 from guardutil import (
     GREETING_554, REPLY_421, Conn, check_status_shape, fail_auth, greeting_of,
-    seconds_between, status, wait_greeting, wait_until,
+    seconds_between, status, wait_expired, wait_greeting, wait_until,
 )
 
 GUARD_FAST = {"auth_fail_limit": "3", "ban_durations": "2s 4s", "permanent_after": "3"}
@@ -128,6 +128,7 @@ def test_block_lifts_by_itself_and_counting_starts_afresh(start_daemon):
     assert abs(seconds_between(s["block"]["started_at"], s["block"]["expires_at"]) - 2) <= 1
     # no operator: the block ends on time (2 s; poll, bounded)
     wait_greeting(d.port, "220 ", timeout=15)
+    wait_expired(d, 1)
     s = wait_until(lambda: (lambda x: x if x["state"] == "clear" else None)(status(d, "127.0.0.1")),
                    timeout=10, what="status clear")
     check_status_shape(s)
@@ -152,7 +153,7 @@ def test_ladder_escalates_to_permanent(start_daemon):
     s1 = status(d, "127.0.0.1")
     assert s1["state"] == "blocked" and s1["offenses"] == 1, s1
     assert abs(seconds_between(s1["block"]["started_at"], s1["block"]["expires_at"]) - 2) <= 1
-    wait_greeting(d.port, "220 ", timeout=15)
+    wait_expired(d, 1)
 
     # 2nd block: ban_durations[1] = 4s
     block_by_auth_failures(d)
@@ -160,7 +161,7 @@ def test_ladder_escalates_to_permanent(start_daemon):
     assert s2["state"] == "blocked" and s2["offenses"] == 2, s2
     assert abs(seconds_between(s2["block"]["started_at"], s2["block"]["expires_at"]) - 4) <= 1
     assert greeting_of(d.port) == GREETING_554
-    wait_greeting(d.port, "220 ", timeout=20)
+    wait_expired(d, 2)
 
     # 3rd block (permanent_after = 3): permanent
     block_by_auth_failures(d)
@@ -197,7 +198,7 @@ def test_last_ban_duration_repeats(start_daemon):
         s = status(d, "127.0.0.1")
         assert s["state"] == "blocked", s
         durations.append(seconds_between(s["block"]["started_at"], s["block"]["expires_at"]))
-        wait_greeting(d.port, "220 ", timeout=20)
+        wait_expired(d, k + 1)
     assert abs(durations[0] - 2) <= 1 and abs(durations[1] - 3) <= 1 and abs(durations[2] - 3) <= 1, durations
 
 
@@ -236,3 +237,29 @@ def test_ladder_counts_blocks_made_within_one_second(start_daemon):
     assert [b["reason"] for b in h] == ["auth_failures"] * 3, h
     assert s["state"] == "permanent", s
     assert s["offenses"] == 3, s
+
+
+def test_failures_right_after_a_block_lifts_are_counted(start_daemon):
+    """Once the client is served a 220 again, its failures count afresh:
+    none is forgotten because the block's expiry is processed a moment later."""
+    d = start_daemon(guard={"auth_fail_limit": "3", "ban_durations": "2s 1h",
+                            "permanent_after": "5"})
+    block_by_auth_failures(d)
+
+    def served():
+        c = Conn(d.port)
+        if c.greeting.line.startswith("220 "):
+            return c
+        c.close()
+        return None
+    c = wait_until(served, timeout=15, interval=0.001, what="a 220 after the block")
+    c.ehlo()
+    c.auth_fail()                # the 1st failure after the lift
+    time.sleep(0.3)              # longer than any housekeeping tick
+    c.auth_fail()
+    c.auth_fail()                # the 3rd: the offense
+    r = c.cmd("NOOP")
+    assert r.lines == [REPLY_421], (r, status(d, "127.0.0.1"))
+    c.close()
+    s = status(d, "127.0.0.1")
+    assert s["state"] == "blocked" and s["block"]["events"] == 3, s

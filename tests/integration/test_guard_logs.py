@@ -7,7 +7,7 @@ import time
 
 from guardutil import (
     GREETING_554, REPLY_421, WRONG_PASSWORD, Conn, fail_auth, greeting_of,
-    wait_greeting, wait_until,
+    wait_expired, wait_until,
 )
 
 
@@ -46,7 +46,7 @@ def test_block_expire_unblock_and_auth_lines(start_daemon):
     assert conns and all(c.get("ip") and c.get("session") for c in conns), conns
 
     # the 2 s block expires by itself and says so
-    wait_greeting(d.port, "220 ", timeout=15)
+    wait_expired(d, 1)
     d.wait_log(r"\bevent=expire\b[^\n]*ip=127\.0\.0\.1/32")
 
     # an operator's block and unblock

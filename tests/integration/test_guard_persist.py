@@ -5,7 +5,7 @@ import time
 
 from guardutil import (
     GREETING_554, REPLY_421, fail_auth, greeting_of, now_utc, seconds_between,
-    status, ts, wait_greeting, wait_until,
+    status, ts, wait_expired, wait_until,
 )
 
 
@@ -37,7 +37,7 @@ def test_blocks_and_history_survive_sigkill(start_daemon):
                             "permanent_after": "5"})
     # 1st automatic block, which expires
     block_by_auth_failures(d)
-    wait_greeting(d.port, "220 ", timeout=15)
+    wait_expired(d, 1)
     # a lifted manual block and a permanent manual block elsewhere
     assert d.ctl("block", "203.0.113.9", "--for", "1h", "--reason", "x").returncode == 0
     assert d.ctl("unblock", "203.0.113.9", "--reason", "ok now").returncode == 0
@@ -89,7 +89,7 @@ def test_ladder_survives_sigkill(start_daemon):
     d = start_daemon(guard={"auth_fail_limit": "3", "ban_durations": "2s",
                             "permanent_after": "2"})
     block_by_auth_failures(d)
-    wait_greeting(d.port, "220 ", timeout=15)
+    wait_expired(d, 1)
     d.kill9()
     d.restart()
     # the 2nd block after the crash is the permanent one

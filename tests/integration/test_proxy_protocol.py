@@ -7,7 +7,7 @@ import socket
 
 from guardutil import (
     GREETING_554, PLAIN_AUTH_ALL, REPLY_421, T, Conn, V2_SIG, check_status_shape,
-    greeting_of, proxy_v1, proxy_v2, read_all_until_close, status, tlv, wait_until,
+    proxy_v1, proxy_v2, read_all_until_close, status, tlv, wait_until,
 )
 
 PROXY = {"proxy_protocol": "yes", "proxy_from": "127.0.0.1/32"}
@@ -265,3 +265,17 @@ def test_peer_not_in_proxy_from_is_closed_without_greeting(start_daemon):
     data, closed = _bad(d, proxy_v2("203.0.113.10"), shut=False, source="127.0.0.2")
     assert closed and data == b"", data
     assert pgreeting(d, "203.0.113.10").startswith("220 ")
+
+
+def test_silent_client_without_header_is_closed_without_greeting(start_daemon):
+    """A peer that connects and sends nothing never gets a greeting (the
+    server waits for the header) and is hung up on after a bounded time."""
+    d = start(start_daemon)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10 * T)
+    try:
+        data, closed = read_all_until_close(s, 40)
+    finally:
+        s.close()
+    assert data == b"", data
+    assert closed, "a silent connection was kept open for 40 s"
+    assert pgreeting(d, "203.0.113.8").startswith("220 ")
