@@ -219,6 +219,7 @@ PD_STARTS=0
 pd_start() {
   PD_STARTS=$((PD_STARTS + 1))
   local log="$PD_DIR/portcullisd.$PD_STARTS.log" i=0
+  : > "$log"
   "$PD" -c "$PD_CONF" 2> "$log" &
   PD_PID=$!; PIDS="$PIDS $PD_PID"
   # ready = it said so (event=ready); then it must listen and have its control socket
@@ -446,6 +447,7 @@ servers_greet="limit"
 port_of() { case "$1" in limit) echo $P_LIMIT ;; portcullisd) echo $P_PD ;; postfix) echo $P_PF ;; esac; }
 
 START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 say "bench: $RUNS runs x ${SECS}s per workload and server; temp dir $T"
 
 # ---- greet: the blocked client ----------------------------------------------
@@ -539,6 +541,7 @@ if want guard; then
   fi
 fi
 END=$(date +%s)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the report ----------------------------------------------------------------
 PF_VER=$(postconf -h mail_version 2>/dev/null || echo "?")
@@ -546,7 +549,7 @@ DC_VER=$(dovecot --version 2>/dev/null | cut -d' ' -f1 || echo "?")
 "$PY" "$REPO/bench/report.py" --results "$RES" --commands "$CMDS" --skipped "$SKIPS" --notes "$NOTES" \
   --guard "$GB_OUT" --runs "$RUNS" --seconds "$SECS" --elapsed $((END - START)) \
   --postfix-version "$PF_VER" --dovecot-version "$DC_VER" \
-  --ports "$P_LIMIT,$P_PD,$P_PF" --out "$OUT"
+  --ports "$P_LIMIT,$P_PD,$P_PF" --loadavg "$LOAD_START / $LOAD_END" --out "$OUT"
 rc=$?
 [ "$OUT" != "-" ] && [ $rc = 0 ] && say "bench: wrote $OUT"
 exit $rc

@@ -43,6 +43,7 @@ static const struct key keys[] = {
     {"auth", "users", K_PATH, F(users), 0, 0},
     {"auth", "mechanisms", K_SPECIAL, N(mech_plain), 0, 0},
     {"auth", "failure_delay", K_DUR, N(failure_delay_ms), 0, 0},
+    {"auth", "cache_ttl", K_DUR, N(auth_cache_ttl_ms), 0, 0},
     {"guard", "auth_fail_limit", K_LONG, N(auth_fail_limit), 1, 1000000},
     {"guard", "auth_fail_window", K_DUR, N(auth_fail_window_ms), 1, 0},
     {"guard", "unauth_limit", K_LONG, N(unauth_limit), 1, 1000000},
@@ -390,6 +391,9 @@ struct config *config_defaults(const char *dir)
     set_path(c, c->control_socket, sizeof c->control_socket, "var/portcullis.sock");
     c->log_level = LOG_INFO;
     c->log_format = LOG_LOGFMT;
+    c->auth_cache_ttl_ms = 60000;
+    c->reject_line_len = (size_t)snprintf(c->reject_line, sizeof c->reject_line, "554 %s %s\r\n",
+                                          c->hostname, c->reject_text);
     return c;
 }
 
@@ -477,6 +481,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         config_free(c);
         return NULL;
     }
+    c->reject_line_len = (size_t)snprintf(c->reject_line, sizeof c->reject_line, "554 %s %s\r\n",
+                                          c->hostname, c->reject_text);
     char msg[512];
     const char *sec = "", *key = "";
     if (!config_check(c, &sec, &key, msg, sizeof msg)) {

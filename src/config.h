@@ -58,6 +58,7 @@ struct config {
     char users[CONFIG_PATH_MAX];
     bool mech_plain, mech_login;
     int64_t failure_delay_ms;
+    int64_t auth_cache_ttl_ms;           /* 0: every AUTH runs the hash */
 
     /* [guard] */
     long auth_fail_limit;
@@ -74,6 +75,8 @@ struct config {
     int ipv4_prefix, ipv6_prefix;
     struct cidr_list allow;
     char reject_text[256];
+    char reject_line[560];               /* "554 <hostname> <reject_text>\r\n" */
+    size_t reject_line_len;
     int64_t history_retention_ms;
 
     /* [store] */

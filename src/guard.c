@@ -574,11 +574,20 @@ static void note_reject(struct entry *e, void *arg)
 uint32_t guard_reject_note(struct guard *g, const struct addr *client, int64_t now,
                            struct addr *prefix)
 {
+    uint32_t n = 0;
+    guard_check_reject(g, client, now, &n, prefix);
+    return n;
+}
+
+bool guard_check_reject(struct guard *g, const struct addr *client, int64_t now,
+                        uint32_t *log_count, struct addr *prefix)
+{
     struct reject_ctx r = {.now = now, .count = 0};
-    lookup_block(g, client, now, note_reject, &r);
+    bool blocked = lookup_block(g, client, now, note_reject, &r);
+    *log_count = r.count;
     if (r.count > 0)
         *prefix = r.prefix;
-    return r.count;
+    return blocked;
 }
 
 void guard_block_manual(struct guard *g, const struct addr *prefix, int64_t duration_ms,

@@ -79,6 +79,10 @@ bool guard_offend(struct guard *g, const struct config *c, const struct addr *cl
  * *prefix); otherwise 0, so a flood does not become a log flood. */
 uint32_t guard_reject_note(struct guard *g, const struct addr *client, int64_t now,
                            struct addr *prefix);
+/* guard_blocked() and guard_reject_note() in one lookup, for the accept
+ * path: true when blocked; *log_count as guard_reject_note() returns it. */
+bool guard_check_reject(struct guard *g, const struct addr *client, int64_t now,
+                        uint32_t *log_count, struct addr *prefix);
 
 /* Is a block in force over this client (at any prefix length)? */
 bool guard_blocked(struct guard *g, const struct addr *client, int64_t now);

@@ -90,6 +90,6 @@ void session_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr 
                     enum listen_mode mode);
 void session_close_idle(struct worker *w);
 void session_drop_all(struct worker *w);
-void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line);
+void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len);
 
 #endif

@@ -299,6 +299,7 @@ static void cmd_starttls(struct session *s, const char *arg)
 struct auth_job {
     struct session *s;
     struct users *users;
+    int64_t cache_ttl;
     char user[SASL_USER_MAX];
     char pass[SASL_PASS_MAX];
     bool ok;
@@ -308,6 +309,8 @@ static void auth_work(void *arg)
 {
     struct auth_job *j = arg;
     j->ok = users_verify(j->users, j->user, j->pass);
+    if (j->ok)
+        users_cache_add(j->users, j->user, j->pass, util_mono_ms(), j->cache_ttl);
     OPENSSL_cleanse(j->pass, sizeof j->pass);
 }
 
@@ -325,6 +328,18 @@ static void auth_fail_reply(evutil_socket_t fd, short what, void *arg)
     process(s);
 }
 
+static void auth_succeeded(struct session *s, const char *user)
+{
+    s->state = ST_CMD;
+    s->busy = false;
+    s->authed = true;
+    util_strlcpy(s->user, user, sizeof s->user);
+    atomic_fetch_add(&s->srv->stats.auth_ok, 1);
+    log_event(LOG_INFO, "auth", "ip", s->ip, "session", s->sid, "result", "ok",
+              "user", user, NULL);
+    reply(s, "235 2.7.0 Authentication successful");
+}
+
 static void auth_done(void *arg)
 {
     struct auth_job *j = arg;
@@ -338,13 +353,7 @@ static void auth_done(void *arg)
     }
     s->state = ST_CMD;
     if (j->ok) {
-        s->busy = false;
-        s->authed = true;
-        util_strlcpy(s->user, j->user, sizeof s->user);
-        atomic_fetch_add(&s->srv->stats.auth_ok, 1);
-        log_event(LOG_INFO, "auth", "ip", s->ip, "session", s->sid, "result", "ok",
-                  "user", j->user, NULL);
-        reply(s, "235 2.7.0 Authentication successful");
+        auth_succeeded(s, j->user);
         free(j);
         process(s);
         return;
@@ -362,6 +371,17 @@ static void auth_done(void *arg)
 
 static void auth_check(struct session *s, const char *user, const char *pass)
 {
+    /* A recent success with this very password: no need for the pool (we
+     * are inside process(), so answer here rather than re-enter it). */
+    if (s->cfg->auth_cache_ttl_ms > 0) {
+        struct users *u = server_users(s->srv);
+        bool hit = users_cache_hit(u, user, pass, util_mono_ms());
+        users_unref(u);
+        if (hit) {
+            auth_succeeded(s, user);
+            return;
+        }
+    }
     struct auth_job *j = calloc(1, sizeof *j);
     if (j == NULL) {
         reply(s, "454 4.7.0 Temporary authentication failure");
@@ -370,9 +390,10 @@ static void auth_check(struct session *s, const char *user, const char *pass)
     }
     j->s = s;
     j->users = server_users(s->srv);
+    j->cache_ttl = s->cfg->auth_cache_ttl_ms;
     util_strlcpy(j->user, user, sizeof j->user);
-    util_strlcpy(j->pass, pass, sizeof j->pass);
     s->busy = true;
+    util_strlcpy(j->pass, pass, sizeof j->pass);
     pool_submit(s->srv->pool, s->w->mb, auth_work, auth_done, j);
 }
 
@@ -991,7 +1012,7 @@ static void rejected_free(struct rejected *r)
 {
     evutil_socket_t fd = event_get_fd(r->ev);
     TAILQ_REMOVE(&r->w->rejected, r, link);
-    event_free(r->ev);
+    event_del(r->ev);
     close(fd);
     atomic_fetch_sub(&r->w->srv->clients, 1);
     free(r);
@@ -1029,28 +1050,29 @@ static void rejected_read(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line)
+void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len)
 {
     /* The greeting fits any socket buffer; a client that cannot take it
      * loses nothing worth keeping. */
-    if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+    if (send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
         close(fd);
         atomic_fetch_sub(&w->srv->clients, 1);
         return;
     }
-    struct rejected *r = calloc(1, sizeof *r);
+    /* One allocation: the state and its event together. */
+    struct rejected *r = malloc(sizeof *r + event_get_struct_event_size());
     if (r == NULL) {
         close(fd);
         atomic_fetch_sub(&w->srv->clients, 1);
         return;
     }
+    memset(r, 0, sizeof *r);
     r->w = w;
     r->deadline = util_mono_ms() + REJECT_LINGER_MS;
-    r->ev = event_new(w->base, fd, EV_READ | EV_PERSIST, rejected_read, r);
-    struct timeval tv = {REJECT_LINGER_MS / 1000, 0};
-    if (r->ev == NULL || event_add(r->ev, &tv) != 0) {
-        if (r->ev)
-            event_free(r->ev);
+    r->ev = (struct event *)(r + 1);
+    event_assign(r->ev, w->base, fd, EV_READ | EV_PERSIST, rejected_read, r);
+    static const struct timeval tv = {REJECT_LINGER_MS / 1000, 0};
+    if (event_add(r->ev, &tv) != 0) {
         free(r);
         close(fd);
         atomic_fetch_sub(&w->srv->clients, 1);
@@ -1147,21 +1169,19 @@ void session_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr 
     }
     int64_t now = util_now_ms();
     /* The fast path for a blocked address: no session at all. */
+    uint32_t n;
+    struct addr prefix;
     if (!c->proxy_protocol && !cidr_list_match(&c->allow, &peer) &&
-        guard_blocked(srv->guard, &peer, now)) {
+        guard_check_reject(srv->guard, &peer, now, &n, &prefix)) {
         atomic_fetch_add(&srv->stats.rejected_blocked, 1);
-        struct addr prefix;
-        uint32_t n = guard_reject_note(srv->guard, &peer, now, &prefix);
         if (n > 0) {
             char p[ADDR_STRLEN], cnt[16];
             addr_format(&prefix, true, p);
             snprintf(cnt, sizeof cnt, "%u", n);
             log_event(LOG_INFO, "reject", "ip", p, "count", cnt, "reason", "blocked", NULL);
         }
-        char line[512];
-        snprintf(line, sizeof line, "554 %s %s\r\n", c->hostname, c->reject_text);
+        session_reject_fd(w, fd, c->reject_line, c->reject_line_len);
         config_unref(c);
-        session_reject_fd(w, fd, line);
         return;
     }
     if (c->proxy_protocol && !cidr_list_match(&c->proxy_from, &peer)) {

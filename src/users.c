@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include "util.h"
 
 struct user {
@@ -14,11 +17,21 @@ struct user {
     char *hash;
 };
 
+#define CACHE_SLOTS 4096
+
+struct cache_slot {
+    unsigned char mac[32];
+    int64_t expires;
+};
+
 struct users {
     atomic_int refs;
     size_t n;
     struct user *v;      /* sorted by name, case-insensitive */
     char *dummy;         /* burned for unknown users */
+    pthread_mutex_t cache_mu;
+    unsigned char cache_key[32];
+    struct cache_slot *cache;   /* CACHE_SLOTS, allocated on first use */
 };
 
 #define DEMO_USER "demo@example.test"
@@ -37,6 +50,11 @@ static void users_free(struct users *u)
     }
     free(u->v);
     free(u->dummy);
+    if (u->cache != NULL)
+        OPENSSL_cleanse(u->cache, CACHE_SLOTS * sizeof *u->cache);
+    free(u->cache);
+    OPENSSL_cleanse(u->cache_key, sizeof u->cache_key);
+    pthread_mutex_destroy(&u->cache_mu);
     free(u);
 }
 
@@ -78,6 +96,8 @@ struct users *users_load(const char *path, char *err, size_t errlen)
         return NULL;
     }
     atomic_init(&u->refs, 1);
+    pthread_mutex_init(&u->cache_mu, NULL);
+    util_random(u->cache_key, sizeof u->cache_key);
     size_t cap = 0;
     char *line = NULL;
     size_t linecap = 0;
@@ -185,6 +205,65 @@ bool users_verify(const struct users *u, const char *name, const char *pass)
               CRYPTO_memcmp(got, want, strlen(want)) == 0;
     OPENSSL_cleanse(&cd, sizeof cd);
     return ok;
+}
+
+static void cache_mac(const struct users *u, const char *name, const char *pass,
+                      unsigned char mac[32])
+{
+    /* The NUL between them keeps ("ab","c") and ("a","bc") apart; the name
+     * is folded like the lookup folds it. */
+    unsigned char buf[512 + 1024 + 2];
+    size_t nl = strlen(name), pl = strlen(pass);
+    if (nl > 512)
+        nl = 512;
+    if (pl > 1024)
+        pl = 1024;
+    for (size_t i = 0; i < nl; i++)
+        buf[i] = (unsigned char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    buf[nl] = '\0';
+    memcpy(buf + nl + 1, pass, pl);
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), u->cache_key, sizeof u->cache_key, buf, nl + 1 + pl, mac, &len);
+    OPENSSL_cleanse(buf, sizeof buf);
+}
+
+static size_t cache_slot_of(const unsigned char mac[32])
+{
+    uint64_t v;
+    memcpy(&v, mac, sizeof v);
+    return (size_t)(v % CACHE_SLOTS);
+}
+
+bool users_cache_hit(struct users *u, const char *name, const char *pass, int64_t now_ms)
+{
+    if (u->cache == NULL)
+        return false;
+    unsigned char mac[32];
+    cache_mac(u, name, pass, mac);
+    pthread_mutex_lock(&u->cache_mu);
+    const struct cache_slot *s = &u->cache[cache_slot_of(mac)];
+    bool hit = s->expires > now_ms && CRYPTO_memcmp(s->mac, mac, sizeof mac) == 0;
+    pthread_mutex_unlock(&u->cache_mu);
+    return hit;
+}
+
+void users_cache_add(struct users *u, const char *name, const char *pass, int64_t now_ms,
+                     int64_t ttl_ms)
+{
+    if (ttl_ms <= 0)
+        return;
+    unsigned char mac[32];
+    cache_mac(u, name, pass, mac);
+    pthread_mutex_lock(&u->cache_mu);
+    if (u->cache == NULL)
+        u->cache = calloc(CACHE_SLOTS, sizeof *u->cache);
+    if (u->cache != NULL) {
+        /* One slot per hash: a newer entry simply replaces an older one. */
+        struct cache_slot *s = &u->cache[cache_slot_of(mac)];
+        memcpy(s->mac, mac, sizeof mac);
+        s->expires = now_ms + ttl_ms;
+    }
+    pthread_mutex_unlock(&u->cache_mu);
 }
 
 bool users_hash_new(const char *pass, char *out, size_t outlen)

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct users;
 
@@ -23,6 +24,15 @@ bool users_has_demo(const struct users *u);
  * An unknown user is checked against a hash of the same kind as the real
  * ones, so it costs the same time as a wrong password. */
 bool users_verify(const struct users *u, const char *name, const char *pass);
+
+/* The cache of recent successful checks (docs/SECURITY.md): a keyed hash
+ * (HMAC-SHA256 with a key made at load) of user and password, remembered
+ * for `ttl_ms`. Only successes are cached, so a guesser always pays for
+ * the hash function. Cheap enough for an event loop; thread-safe. A reload
+ * builds a new table, which empties the cache. */
+bool users_cache_hit(struct users *u, const char *name, const char *pass, int64_t now_ms);
+void users_cache_add(struct users *u, const char *name, const char *pass, int64_t now_ms,
+                     int64_t ttl_ms);
 
 /* A new yescrypt hash of `pass` for the users file; false on failure. */
 bool users_hash_new(const char *pass, char *out, size_t outlen);

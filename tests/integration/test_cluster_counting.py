@@ -5,9 +5,19 @@ must meet one limit: with auth_fail_limit = 6, two failures on each of three
 nodes block the address on all three.
 """
 
+import datetime
+import time
+
+import pytest
+
 from clusterutil import (  # noqa: F401  (fixtures)
-    Closed, Conn, cluster, greeting, greeting_554, redis, reply_421, wait_greeting,
+    Closed, Conn, cluster, fail_auth, greeting, greeting_554, redis, reply_421, wait_greeting,
 )
+
+
+def rfc3339(s):
+    """Seconds since the epoch of an RFC 3339 UTC time."""
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 SPREAD = {"auth_fail_limit": "6", "auth_fail_window": "10m", "ban_durations": "15m"}
 
@@ -78,3 +88,69 @@ def test_other_addresses_unaffected_by_cluster_block(cluster):
     finally:
         for c in conns:
             c.close()
+
+
+def test_unauth_attempts_summed_across_nodes(cluster, redis):
+    nodes = cluster(guard={"unauth_limit": "3", "ban_durations": "15m"})
+    src = "127.0.0.13"
+    for i, d in enumerate(nodes):
+        for other in nodes:
+            g = greeting(other, src)
+            assert g.startswith("220 "), \
+                f"{other.node_name} blocked {src} after {i} unauthenticated MAILs (limit 3): {g!r}"
+        with Conn(d.port, source=src) as c:
+            c.ehlo()
+            r = c.cmd("MAIL FROM:<x@example.org>")
+            assert r.startswith("530 5.7.0"), (d.node_name, r)
+    for d in nodes:
+        wait_greeting(d, src, greeting_554(d.node_name),
+                      what="3 unauthenticated MAILs over 3 nodes (limit 3)")
+    recs = list(redis.block_records().values())
+    assert [r["reason"] for r in recs] == ["unauth_attempts"], recs
+
+
+def test_connections_summed_across_nodes(cluster, redis):
+    """conn_rate_limit = 6: two connections on each of three nodes reach it;
+    from then on every node refuses the address."""
+    nodes = cluster(guard={"conn_rate_limit": "6", "conn_rate_window": "10m",
+                           "ban_durations": "15m"})
+    src = "127.0.0.14"
+    for i in range(5):
+        d = nodes[i % 3]
+        g = greeting(d, src)
+        assert g.startswith("220 "), \
+            f"{d.node_name}: connection {i + 1} of 6 (limit 6, summed) got {g!r}"
+        time.sleep(0.1)   # let the count reach Redis before the next one
+    greeting(nodes[2], src)      # the 6th: the offense (its own reply may be either)
+    for d in nodes:
+        wait_greeting(d, src, greeting_554(d.node_name),
+                      what="6 connections over 3 nodes (limit 6)")
+    recs = list(redis.block_records().values())
+    assert [r["reason"] for r in recs] == ["conn_rate"], recs
+
+
+def test_ladder_counts_offenses_made_on_other_nodes(cluster):
+    """The 2nd block of an address gets ban_durations[1] even when its 1st
+    was imposed by another node: the cluster has one ladder."""
+    nodes = cluster(guard={"auth_fail_limit": "2", "ban_durations": "2s 1h"})
+    n1, n2, n3 = nodes
+    src = "127.0.0.15"
+    c = fail_auth(n1, src, 2)
+    c.close()
+    wait_greeting(n2, src, greeting_554("node2"))
+    st = n2.ctl_json("status", src)
+    first = st["block"]
+    assert rfc3339(first["expires_at"]) - rfc3339(first["started_at"]) == pytest.approx(2, abs=0.5), first
+    for d in nodes:
+        wait_greeting(d, src, "220 ", timeout=5, what=f"the 2s ban expires on {d.node_name}")
+    time.sleep(1.5)   # let every node record the expiry
+    c = fail_auth(n2, src, 2)
+    c.close()
+    wait_greeting(n3, src, greeting_554("node3"))
+    second = n3.ctl_json("status", src)["block"]
+    dur = rfc3339(second["expires_at"]) - rfc3339(second["started_at"])
+    assert dur == pytest.approx(3600, abs=5), \
+        f"2nd offense of {src} (1st on node1, 2nd on node2) got a {dur:.0f}s ban, " \
+        f"expected ban_durations[1] = 1h: {second}"
+    for d in nodes:
+        assert d.ctl_json("status", src)["offenses"] == 2, (d.node_name, d.ctl_json("status", src))

@@ -8,10 +8,11 @@ blocks Redis lost, pushes the blocks made meanwhile, loads the others', and
 counting is shared again.
 """
 
+import signal
 import time
 
 from clusterutil import (  # noqa: F401  (fixtures)
-    Conn, T, cluster, greeting, greeting_554, redis, submit, wait_connected_log,
+    Conn, T, cluster, fail_auth, greeting, greeting_554, redis, submit, wait_connected_log,
     wait_greeting,
 )
 
@@ -152,3 +153,56 @@ def test_node_started_while_redis_is_down(redis, start_daemon):
     wait_greeting(n2, src, greeting_554("node2"), timeout=5,
                   what="node1's block written back and loaded by node2")
     assert n2.running(), n2.log(m2)[-3000:]
+
+
+def test_unblock_during_outage_is_not_undone_when_redis_returns(cluster, redis):
+    """An operator lifts a block on node1 while Redis is down (and Redis
+    comes back empty). The other nodes still hold the block, but it was
+    lifted: resynchronisation must not bring it back."""
+    nodes = cluster(guard=GUARD)
+    n1, n2, n3 = nodes
+    src = "127.0.0.25"
+    n1.ctl("block", src, "--for", "1h", check=True)
+    for d in nodes:
+        wait_greeting(d, src, greeting_554(d.node_name))
+    marks = [d.mark() for d in nodes]
+    redis.kill9()
+    for d, m in zip(nodes, marks):
+        d.wait_log(r"event=redis_down\b", timeout=15, start=m)
+    n1.ctl("unblock", src, "--reason", "lifted during the outage", check=True)
+    assert greeting(n1, src).startswith("220 ")
+    redis.start()
+    for d, m in zip(nodes, marks):
+        d.wait_log(r"event=redis_up\b", timeout=20, start=m)
+    time.sleep(1.0)
+    got = {d.node_name: greeting(d, src) for d in nodes}
+    assert all(g.startswith("220 ") for g in got.values()), \
+        f"the block lifted on node1 during the outage is enforced after Redis returned: " \
+        f"{got}; Redis active: {redis.block_records()}"
+
+
+def test_frozen_redis_does_not_stall_smtp(cluster, redis):
+    """Redis stops answering without closing its connections (SIGSTOP): the
+    nodes must keep serving SMTP and enforcing known blocks."""
+    nodes = cluster(guard=GUARD)
+    src = "127.0.0.26"
+    nodes[0].ctl("block", src, "--for", "1h", check=True)
+    for d in nodes:
+        wait_greeting(d, src, greeting_554(d.node_name))
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        for d in nodes:
+            t0 = time.monotonic()
+            r = submit(d)
+            took = time.monotonic() - t0
+            assert r.startswith("250 2.0.0"), f"{d.node_name} with Redis frozen: {r!r}"
+            assert took < 10 * T, f"{d.node_name}: a submission took {took:.1f}s"
+            assert greeting(d, src) == greeting_554(d.node_name)
+            # failures are still answered (counting must not wait on Redis)
+            c = fail_auth(d, "127.0.0.27", 1)
+            c.close()
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    for d in nodes:
+        assert d.running(), d.log()[-3000:]
+        assert submit(d).startswith("250 2.0.0")

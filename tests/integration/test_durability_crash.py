@@ -205,6 +205,8 @@ def test_sigkill_under_load_loses_nothing(start_daemon):
           f"client-errors={dict(ledger.errors)} seconds={time.monotonic() - t_start:.1f}")
 
     assert kills >= 30
+    bad = {k: v for k, v in ledger.errors.items() if k.startswith("bad reply")}
+    assert not bad, f"malformed replies: {bad}"
     assert len(ledger.acked) >= 100, f"too little load: {len(ledger.acked)} acknowledged"
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {missing[:5]}"
     assert not problems, f"{len(problems)} bad files in new/: {problems[:5]}"
