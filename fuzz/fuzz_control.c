@@ -3,8 +3,10 @@
  * request path step by step (conn_read's line cut, handle()'s json_loadb
  * and command lookup, req_prefix()'s address check and error text, the
  * reply built with json_string/json_dumps) plus portcullisctl's own checks
- * (addr_parse(ip, true), util_parse_duration). Keep it in step with
- * src/control.c and src/ctl/portcullisctl.c. */
+ * (addr_parse(ip, true), util_parse_duration), and the way the block
+ * texts a request carries are kept (util_strlcpy into struct guard_block's
+ * fixed fields) and shown again (json_string). Keep it in step with
+ * src/control.c, src/store_*.c and src/ctl/portcullisctl.c. */
 #include <jansson.h>
 #include <stdbool.h>
 #include "fuzz_common.h"
@@ -60,6 +62,12 @@ static json_t *with_prefix(struct req *r, bool status)
     return o;
 }
 
+/* control.c str_or_null(), used by block_json() for the block's texts. */
+static json_t *str_or_null(const char *s)
+{
+    return s[0] ? json_string(s) : json_null();
+}
+
 static json_t *do_block(struct req *r)
 {
     json_t *o = with_prefix(r, false);
@@ -71,23 +79,20 @@ static json_t *do_block(struct req *r)
         json_decref(o);
         return NULL;
     }
-    const char *by = json_string_value(json_object_get(r->in, "by"));
+    /* The operator's reason is kept in guard_block.note[256] and shown by
+     * block_json() as "note". */
     const char *why = json_string_value(json_object_get(r->in, "reason"));
-    set(o, "by", json_string(by ? by : "portcullisctl"));
-    set(o, "reason", json_string(why && why[0] ? why : "manual"));
+    char note[256];
+    util_strlcpy(note, why ? why : "", sizeof note);
+    set(o, "note", str_or_null(note));
     set(o, "duration_ms", json_integer(json_integer_value(d)));
     return o;
 }
 
 /* control.c do_unblock(): `by` and `reason` go to the store's lift(),
  * which keeps them in struct guard_block's lifted_by[64] and
- * lift_reason[256] (store_sqlite.c, util_strlcpy); block_json() then
- * shows them with json_string() (str_or_null). */
-static json_t *str_or_null(const char *s)
-{
-    return s[0] ? json_string(s) : json_null();
-}
-
+ * lift_reason[256] (store_sqlite.c/store_redis.c, util_strlcpy);
+ * block_json() then shows them with str_or_null(). */
 static json_t *do_unblock(struct req *r)
 {
     json_t *o = with_prefix(r, false);

@@ -119,6 +119,15 @@ static json_t *do_status(struct req *r)
         return NULL;
     struct guard_status gs;
     guard_status(r->srv->guard, r->cfg, &p, r->now, &gs);
+    struct store *st = r->srv->store;
+    uint32_t sum[3];
+    /* In a cluster the counts that matter are the sums over all nodes;
+     * `concurrent` stays this node's own. */
+    if (st->ops->counters != NULL && st->ops->counters(st, r->cfg, &p, sum)) {
+        gs.auth_failures = sum[0];
+        gs.unauth_attempts = sum[1];
+        gs.connections = sum[2];
+    }
     char prefix[ADDR_STRLEN];
     addr_format(&p, true, prefix);
     json_t *o = json_object();

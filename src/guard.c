@@ -48,7 +48,7 @@ struct entry {
     int64_t block_started;
     uint64_t block_id;
     struct rate rate[NRATES];
-    uint32_t offenses[CONFIG_MAX_PERMANENT_AFTER]; /* starts of automatic blocks, oldest first (ds_of) */
+    int64_t offenses[CONFIG_MAX_PERMANENT_AFTER];  /* starts (ms) of automatic blocks, oldest first */
 };
 
 struct shard {
@@ -315,19 +315,9 @@ static bool heap_pop_due(struct guard *g, int64_t now, struct heap_item *out)
 
 /* ---- blocks --------------------------------------------------------- */
 
-/* Offense times in tenths of a second since 2025-01-01: 4 bytes each
- * until 2038, and fine enough that two blocks of one address (which cannot
- * overlap) never share a value. */
-#define DS_EPOCH_MS 1735689600000LL
-static uint32_t ds_of(int64_t ms)
-{
-    int64_t ds = (ms - DS_EPOCH_MS) / 100;
-    return ds < 0 ? 0 : ds > UINT32_MAX ? UINT32_MAX : (uint32_t)ds;
-}
-
 static void forget_old_offenses(struct entry *e, const struct config *c, int64_t now)
 {
-    int64_t horizon = ds_of(now - c->offense_memory_ms);
+    int64_t horizon = now - c->offense_memory_ms;
     uint8_t keep = 0;
     for (uint8_t i = 0; i < e->noff; i++)
         if ((int64_t)e->offenses[i] > horizon)
@@ -336,10 +326,13 @@ static void forget_old_offenses(struct entry *e, const struct config *c, int64_t
 }
 
 /* `learned`: a block told by the store, which may be one this entry has
- * counted already (its own, echoed by the cluster): same time, same block. */
+ * counted already (its own, echoed by the cluster, or loaded again after
+ * an outage). Two blocks of one prefix cannot start in the same
+ * millisecond (the first holds while the second would be counted), so the
+ * start time identifies the block. */
 static void add_offense(struct entry *e, int64_t at, bool learned)
 {
-    uint32_t s = ds_of(at);
+    int64_t s = at;
     for (uint8_t i = 0; learned && i < e->noff; i++)
         if (e->offenses[i] == s)
             return;

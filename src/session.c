@@ -814,6 +814,8 @@ static void handle_line(struct session *s, const char *line)
         return;
     }
     if (blocked_now(s)) {
+        log_event(LOG_INFO, "reject", "ip", s->ip, "session", s->sid, "reason", "blocked_session",
+                  "reply", "421", NULL);
         reply(s, "421 4.7.0 %s %s", s->cfg->hostname, s->cfg->reject_text);
         close_after_reply(s);
         return;

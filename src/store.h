@@ -36,6 +36,10 @@ struct store_ops {
      * hooks' limit() on the store's thread, on exactly one node. */
     void (*count)(struct store *s, const struct addr *prefix, enum guard_reason why,
                   long limit, int64_t window_ms);
+    /* Cluster mode only: the cluster's auth_failures, unauth_attempts and
+     * connections counts for `prefix` now. */
+    bool (*counters)(struct store *s, const struct config *c, const struct addr *prefix,
+                     uint32_t out[3]);
 };
 
 /* What a shared store tells its node. Called on the store's own thread. */

@@ -37,15 +37,18 @@
 #define PENDING_MAX 100000
 #define BACKOFF_MAX_MS 5000
 #define CALL_TIMEOUT_MS 3000
+#define EVAL_ARGS_MAX 160     /* an IPv6 address and its 128 covering prefixes */
 
 /* ---- Lua scripts ------------------------------------------------------- */
 
-/* KEYS: block, active, bytime; ARGV: id, started, state, channel, then field/value pairs. */
+/* KEYS: block, active, bytime, byprefix:PREFIX; ARGV: id, started, state,
+ * channel, then field/value pairs. */
 static const char lua_put[] =
     "redis.call('HSET', KEYS[1], unpack(ARGV, 5))\n"
     "if ARGV[3] == 'blocked' or ARGV[3] == 'permanent' then redis.call('SADD', KEYS[2], ARGV[1])\n"
     "else redis.call('SREM', KEYS[2], ARGV[1]) end\n"
     "redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])\n"
+    "redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])\n"
     "redis.call('PUBLISH', ARGV[4], 'B ' .. ARGV[1])\n"
     "return 1\n";
 
@@ -53,10 +56,47 @@ static const char lua_put[] =
 static const char lua_writeback[] =
     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
     "redis.call('HSET', KEYS[1], unpack(ARGV, 5))\n"
-    "redis.call('SADD', KEYS[2], ARGV[1])\n"
+    "if ARGV[3] == 'blocked' or ARGV[3] == 'permanent' then redis.call('SADD', KEYS[2], ARGV[1]) end\n"
     "redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])\n"
+    "redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])\n"
     "redis.call('PUBLISH', ARGV[4], 'B ' .. ARGV[1])\n"
     "return 1\n";
+
+/* The blocks on any of the prefixes ARGV[3..] (an address and every prefix
+ * covering it), newest first, at most ARGV[2] (0: all). */
+static const char lua_history_of[] =
+    "local ids = {}\n"
+    "for i = 3, #ARGV do\n"
+    "  local z = redis.call('ZREVRANGE', ARGV[1] .. 'byprefix:' .. ARGV[i], 0, -1, 'WITHSCORES')\n"
+    "  for j = 1, #z, 2 do ids[#ids + 1] = {z[j], tonumber(z[j + 1])} end\n"
+    "end\n"
+    "table.sort(ids, function(a, b) return a[2] > b[2] end)\n"
+    "local out = {}\n"
+    "local lim = tonumber(ARGV[2])\n"
+    "for _, v in ipairs(ids) do\n"
+    "  if lim > 0 and #out >= lim then break end\n"
+    "  local r = redis.call('HGETALL', ARGV[1] .. 'block:' .. v[1])\n"
+    "  if #r > 0 then out[#out + 1] = r end\n"
+    "end\n"
+    "return out\n";
+
+/* The cluster's estimates of three counters (as lua_count computes them).
+ * KEYS: the counters; ARGV: their windows. */
+static const char lua_counters[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local out = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local h = redis.call('HMGET', KEYS[i], 's', 'c', 'p')\n"
+    "  local s = tonumber(h[1]); local c = tonumber(h[2]) or 0; local p = tonumber(h[3]) or 0\n"
+    "  local win = tonumber(ARGV[i]); local e = 0\n"
+    "  if s ~= nil and now - s < 2 * win then\n"
+    "    if now - s >= win then p = c; c = 0; s = s + win end\n"
+    "    e = c + math.floor(p * (win - (now - s)) / win)\n"
+    "  end\n"
+    "  out[i] = e\n"
+    "end\n"
+    "return out\n";
 
 /* KEYS: block, active; ARGV: id, new state, at, by, why, channel, letter. */
 static const char lua_lift[] =
@@ -132,6 +172,8 @@ static const char lua_prune[] =
     "  local k = ARGV[1] .. 'block:' .. id\n"
     "  local st = redis.call('HGET', k, 'state')\n"
     "  if st ~= 'blocked' and st ~= 'permanent' then\n"
+    "    local pf = redis.call('HGET', k, 'prefix')\n"
+    "    if pf then redis.call('ZREM', ARGV[1] .. 'byprefix:' .. pf, id) end\n"
     "    redis.call('DEL', k); redis.call('ZREM', KEYS[1], id); n = n + 1\n"
     "  end\n"
     "end\n"
@@ -325,17 +367,17 @@ static void key(struct redis_store *r, char *out, size_t len, const char *what)
 static int eval(struct redis_store *r, redisAsyncContext *ac, redisCallbackFn *cb, void *priv,
                 const char *script, int nkeys, const char **keys, int nargs, const char **args)
 {
-    const char *argv[64];
-    size_t lens[64];
+    const char *argv[EVAL_ARGS_MAX];
+    size_t lens[EVAL_ARGS_MAX];
     int n = 0;
     char nk[8];
     snprintf(nk, sizeof nk, "%d", nkeys);
     argv[n++] = "EVAL";
     argv[n++] = script;
     argv[n++] = nk;
-    for (int i = 0; i < nkeys && n < 64; i++)
+    for (int i = 0; i < nkeys && n < EVAL_ARGS_MAX; i++)
         argv[n++] = keys[i];
-    for (int i = 0; i < nargs && n < 64; i++)
+    for (int i = 0; i < nargs && n < EVAL_ARGS_MAX; i++)
         argv[n++] = args[i];
     for (int i = 0; i < n; i++)
         lens[i] = strlen(argv[i]);
@@ -354,16 +396,18 @@ static void check_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 static void send_put(struct redis_store *r, const struct guard_block *b, const char *script)
 {
-    char kb[200], ka[160], kt[160], id[17];
+    char kb[200], ka[160], kt[160], kp[256], id[17];
     store_id_format(b->id, id);
-    char what[32];
+    char what[ADDR_STRLEN + 16];
     snprintf(what, sizeof what, "block:%s", id);
     key(r, kb, sizeof kb, what);
     key(r, ka, sizeof ka, "active");
     key(r, kt, sizeof kt, "bytime");
     struct fields f;
     fields_of(&f, b);
-    const char *keys[3] = {kb, ka, kt};
+    snprintf(what, sizeof what, "byprefix:%s", f.prefix);
+    key(r, kp, sizeof kp, what);
+    const char *keys[4] = {kb, ka, kt, kp};
     const char *args[64];
     char started[32];
     snprintf(started, sizeof started, "%lld", (long long)b->started_at);
@@ -374,7 +418,7 @@ static void send_put(struct redis_store *r, const struct guard_block *b, const c
     args[n++] = r->chan;
     for (size_t i = 0; i < f.n; i++)
         args[n++] = f.argv[i];
-    eval(r, r->ac, check_reply, NULL, script, 3, keys, n, args);
+    eval(r, r->ac, check_reply, NULL, script, 4, keys, n, args);
 }
 
 static void send_lift(struct redis_store *r, const struct item *it)
@@ -457,16 +501,42 @@ static void send_item(struct redis_store *r, const struct item *it)
 }
 
 /* Runs on the store thread (posted by any thread). */
+static struct known *known_find(struct redis_store *r, uint64_t id)
+{
+    for (struct known *k = r->known; k != NULL; k = k->next)
+        if (k->b.id == id)
+            return k;
+    return NULL;
+}
+
 static void run_item(void *arg)
 {
     struct item *it = arg;
     struct redis_store *r = (struct redis_store *)(void *)it->next;   /* see post() */
     it->next = NULL;
+    bool up = atomic_load(&r->up) && r->ac != NULL;
+    if (!up && (it->op == OP_LIFT || it->op == OP_EXPIRE)) {
+        /* Redis may come back without this record while another node
+         * still holds it and writes it back as in force. Replayed as the
+         * whole record, lifted, it wins over that write-back. */
+        struct known *k = known_find(r, it->b.id);
+        if (k != NULL) {
+            struct guard_block b = k->b;
+            b.state = it->op == OP_LIFT ? BLOCK_LIFTED : BLOCK_EXPIRED;
+            if (it->op == OP_LIFT) {
+                b.lifted_at = it->b.lifted_at;
+                util_strlcpy(b.lifted_by, it->b.lifted_by, sizeof b.lifted_by);
+                util_strlcpy(b.lift_reason, it->b.lift_reason, sizeof b.lift_reason);
+            }
+            it->op = OP_PUT;
+            it->b = b;
+        }
+    }
     if (it->op == OP_PUT)
         known_set(r, &it->b);
     else if (it->op == OP_LIFT || it->op == OP_EXPIRE)
         known_drop(r, it->b.id);
-    if (atomic_load(&r->up) && r->ac != NULL) {
+    if (up) {
         send_item(r, it);
         free(it);
         return;
@@ -558,11 +628,13 @@ struct call {
     const char *script;
     const char *keys[3];
     int nkeys;
-    const char *args[4];
+    const char **args;
     int nargs;
-    /* the answer */
+    /* the answer: records, or numbers */
     struct guard_block *v;
     size_t n;
+    long long nums[3];
+    size_t nnums;
 };
 
 static void call_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -573,9 +645,13 @@ static void call_reply(redisAsyncContext *ac, void *reply, void *priv)
     pthread_mutex_lock(&c->mu);
     if (rep != NULL && rep->type == REDIS_REPLY_ARRAY) {
         c->v = calloc(rep->elements + 1, sizeof *c->v);
-        for (size_t i = 0; c->v != NULL && i < rep->elements; i++)
-            if (block_of(rep->element[i], &c->v[c->n]))
+        for (size_t i = 0; c->v != NULL && i < rep->elements; i++) {
+            const redisReply *e = rep->element[i];
+            if (e->type == REDIS_REPLY_INTEGER && c->nnums < ARRAY_LEN(c->nums))
+                c->nums[c->nnums++] = e->integer;
+            else if (block_of(e, &c->v[c->n]))
                 c->n++;
+        }
         c->ok = c->v != NULL;
     }
     c->done = true;
@@ -638,18 +714,51 @@ static bool rs_history(struct store *s, const struct addr *prefix, int limit,
                        store_block_cb cb, void *ctx)
 {
     struct redis_store *r = (struct redis_store *)s;
-    char kt[160];
-    key(r, kt, sizeof kt, "bytime");
+    int width = prefix->family == AF_INET ? 32 : 128;
+    bool inside = prefix->bits < width;
     struct call *c = calloc(1, sizeof *c);
-    if (c == NULL)
+    char (*texts)[ADDR_STRLEN] = calloc(130, sizeof *texts);
+    const char **args = calloc(140, sizeof *args);
+    char kt[160], lim[16];
+    if (c == NULL || texts == NULL || args == NULL) {
+        free(c);
+        free(texts);
+        free(args);
         return false;
-    c->script = lua_history;
-    c->keys[0] = kt;
-    c->nkeys = 1;
-    c->args[0] = r->pfx;
-    c->nargs = 1;
-    if (!call_wait(r, c))
-        return c->done ? (free(c->v), free(c), false) : false;
+    }
+    if (inside) {
+        /* Blocks inside a wider prefix are not indexed by it: read all. */
+        key(r, kt, sizeof kt, "bytime");
+        c->script = lua_history;
+        c->keys[0] = kt;
+        c->nkeys = 1;
+        args[0] = r->pfx;
+        c->nargs = 1;
+    } else {
+        /* The address and every prefix covering it, from the index. */
+        snprintf(lim, sizeof lim, "%d", limit);
+        c->script = lua_history_of;
+        args[0] = r->pfx;
+        args[1] = lim;
+        int n = 2;
+        for (int bits = prefix->bits; bits >= 0; bits--) {
+            struct addr a = *prefix;
+            addr_cut(&a, bits);
+            addr_format(&a, true, texts[bits]);
+            args[n++] = texts[bits];
+        }
+        c->nargs = n;
+    }
+    c->args = args;
+    if (!call_wait(r, c)) {
+        if (c->done) {
+            free(c->v);
+            free(c);
+            free(texts);
+            free(args);
+        }
+        return false;
+    }
     int n = 0;
     for (size_t i = 0; i < c->n && (limit == 0 || n < limit); i++) {
         const struct guard_block *b = &c->v[i];
@@ -661,7 +770,48 @@ static bool rs_history(struct store *s, const struct addr *prefix, int limit,
     }
     free(c->v);
     free(c);
+    free(texts);
+    free(args);
     return true;
+}
+
+static bool rs_counters(struct store *s, const struct config *cfg, const struct addr *prefix,
+                        uint32_t out[3])
+{
+    struct redis_store *r = (struct redis_store *)s;
+    static const enum guard_reason kinds[3] = {GUARD_AUTH_FAILURES, GUARD_UNAUTH_ATTEMPTS,
+                                               GUARD_CONN_RATE};
+    char p[ADDR_STRLEN], keys[3][256], wins[3][24], what[ADDR_STRLEN + 48];
+    int64_t w[3] = {cfg->auth_fail_window_ms, cfg->unauth_window_ms, cfg->conn_rate_window_ms};
+    addr_format(prefix, true, p);
+    struct call *c = calloc(1, sizeof *c);
+    const char *args[3];
+    if (c == NULL)
+        return false;
+    for (int i = 0; i < 3; i++) {
+        snprintf(what, sizeof what, "cnt:%s:%s", guard_reason_name(kinds[i]), p);
+        key(r, keys[i], sizeof keys[i], what);
+        snprintf(wins[i], sizeof wins[i], "%lld", (long long)w[i]);
+        c->keys[i] = keys[i];
+        args[i] = wins[i];
+    }
+    c->script = lua_counters;
+    c->nkeys = 3;
+    c->args = args;
+    c->nargs = 3;
+    if (!call_wait(r, c)) {
+        if (c->done) {
+            free(c->v);
+            free(c);
+        }
+        return false;
+    }
+    bool ok = c->nnums == 3;
+    for (int i = 0; ok && i < 3; i++)
+        out[i] = (uint32_t)c->nums[i];
+    free(c->v);
+    free(c);
+    return ok;
 }
 
 static bool rs_get(struct store *s, uint64_t id, struct guard_block *out)
@@ -672,10 +822,10 @@ static bool rs_get(struct store *s, uint64_t id, struct guard_block *out)
     struct call *c = calloc(1, sizeof *c);
     if (c == NULL)
         return false;
+    const char *args[2] = {r->pfx, hex};
     c->script = lua_fetch;
     c->nkeys = 0;
-    c->args[0] = r->pfx;
-    c->args[1] = hex;
+    c->args = args;
     c->nargs = 2;
     if (!call_wait(r, c))
         return c->done ? (free(c->v), free(c), false) : false;
@@ -928,6 +1078,7 @@ static void rs_close(struct store *s)
 
 static const struct store_ops redis_ops = {
     rs_put, rs_lift, rs_expire, rs_load, rs_history, rs_get, rs_prune, rs_close, rs_count,
+    rs_counters,
 };
 
 static void first_connect(void *arg)

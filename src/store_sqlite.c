@@ -355,7 +355,7 @@ static void sq_close(struct store *base)
 }
 
 static const struct store_ops sqlite_ops = {
-    sq_put, sq_lift, sq_expire, sq_load, sq_history, sq_get, sq_prune, sq_close, NULL,
+    sq_put, sq_lift, sq_expire, sq_load, sq_history, sq_get, sq_prune, sq_close, NULL, NULL,
 };
 
 /* mkdir -p of the folder holding `path`. */

@@ -12,10 +12,12 @@ bounded polling. Only the standard library; no mocks.
 import json
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -184,6 +186,108 @@ class Redis:
 
     def active_prefixes(self, prefix="portcullis:", db=None):
         return {rec.get("prefix") for rec in self.block_records(prefix, db=db).values()}
+
+
+class Forwarder:
+    """A TCP forwarder 127.0.0.1:port -> 127.0.0.1:target, so some nodes can
+    reach Redis by another path than others. close() drops the listener and
+    every forwarded connection (like a dead Redis, for the nodes behind it);
+    open() listens again on the same port."""
+
+    def __init__(self, target_port, port=None):
+        self.target = target_port
+        self.port = port or free_port()
+        self.lsock = None
+        self.sel = None
+        self.thread = None
+        self.stop_flag = threading.Event()
+        self.pairs = {}
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def open(self):
+        assert self.thread is None, "already open"
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", self.port))
+        self.lsock.listen(64)
+        self.lsock.setblocking(False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.lsock, selectors.EVENT_READ)
+        self.stop_flag.clear()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _drop(self, s):
+        peer = self.pairs.pop(s, None)
+        for x in (s, peer):
+            if x is None:
+                continue
+            self.pairs.pop(x, None)
+            try:
+                self.sel.unregister(x)
+            except (KeyError, ValueError):
+                pass
+            x.close()
+
+    def _run(self):
+        while not self.stop_flag.is_set():
+            for key, _ in self.sel.select(timeout=0.05):
+                s = key.fileobj
+                if s is self.lsock:
+                    try:
+                        c, _ = self.lsock.accept()
+                    except OSError:
+                        continue
+                    try:
+                        u = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+                    except OSError:
+                        c.close()
+                        continue
+                    for x in (c, u):
+                        x.setblocking(False)
+                        self.sel.register(x, selectors.EVENT_READ)
+                    self.pairs[c], self.pairs[u] = u, c
+                    continue
+                try:
+                    data = s.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                peer = self.pairs.get(s)
+                if not data or peer is None:
+                    self._drop(s)
+                    continue
+                try:
+                    peer.setblocking(True)
+                    peer.settimeout(5)
+                    peer.sendall(data)
+                    peer.setblocking(False)
+                except OSError:
+                    self._drop(s)
+        for s in list(self.pairs):
+            self._drop(s)
+        self.sel.unregister(self.lsock)
+        self.lsock.close()
+        self.sel.close()
+
+    def close(self):
+        if self.thread is not None:
+            self.stop_flag.set()
+            self.thread.join(timeout=10)
+            self.thread = None
+
+
+class Via:
+    """Redis as seen through a Forwarder: what start_node needs."""
+
+    def __init__(self, redis, forwarder):
+        self.address = forwarder.address
+        self.password = redis.password
 
 
 # --------------------------------------------------------------------------

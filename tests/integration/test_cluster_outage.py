@@ -12,8 +12,8 @@ import signal
 import time
 
 from clusterutil import (  # noqa: F401  (fixtures)
-    Conn, T, cluster, fail_auth, greeting, greeting_554, redis, submit, wait_connected_log,
-    wait_greeting,
+    Conn, Forwarder, T, Via, cluster, fail_auth, greeting, greeting_554, redis, start_node,
+    submit, wait_connected_log, wait_greeting,
 )
 
 GUARD = {"auth_fail_limit": "6", "auth_fail_window": "10m", "ban_durations": "15m"}
@@ -135,7 +135,6 @@ def test_redis_outage_and_return(cluster, redis):
 def test_node_started_while_redis_is_down(redis, start_daemon):
     """A node that starts with Redis down serves SMTP, then joins when it
     comes back and enforces the cluster's blocks."""
-    from clusterutil import start_node
     n1 = start_node(start_daemon, redis, "node1", guard=GUARD)
     src = "127.0.0.24"
     n1.ctl("block", src, "--for", "1h", check=True)
@@ -155,30 +154,47 @@ def test_node_started_while_redis_is_down(redis, start_daemon):
     assert n2.running(), n2.log(m2)[-3000:]
 
 
-def test_unblock_during_outage_is_not_undone_when_redis_returns(cluster, redis):
-    """An operator lifts a block on node1 while Redis is down (and Redis
-    comes back empty). The other nodes still hold the block, but it was
-    lifted: resynchronisation must not bring it back."""
-    nodes = cluster(guard=GUARD)
-    n1, n2, n3 = nodes
-    src = "127.0.0.25"
-    n1.ctl("block", src, "--for", "1h", check=True)
-    for d in nodes:
-        wait_greeting(d, src, greeting_554(d.node_name))
-    marks = [d.mark() for d in nodes]
-    redis.kill9()
-    for d, m in zip(nodes, marks):
-        d.wait_log(r"event=redis_down\b", timeout=15, start=m)
-    n1.ctl("unblock", src, "--reason", "lifted during the outage", check=True)
-    assert greeting(n1, src).startswith("220 ")
-    redis.start()
-    for d, m in zip(nodes, marks):
-        d.wait_log(r"event=redis_up\b", timeout=20, start=m)
-    time.sleep(1.0)
-    got = {d.node_name: greeting(d, src) for d in nodes}
-    assert all(g.startswith("220 ") for g in got.values()), \
-        f"the block lifted on node1 during the outage is enforced after Redis returned: " \
-        f"{got}; Redis active: {redis.block_records()}"
+def test_unblock_during_outage_is_not_undone_when_redis_returns(redis, start_daemon):
+    """An operator lifts a block on node1 while Redis is down; Redis comes
+    back empty; node1 reconnects first, then node2 and node3 (they reach
+    Redis through a forwarder that the test opens later). node2 and node3
+    still hold the block, but it was lifted: resynchronisation must not
+    bring it back."""
+    fwd = Forwarder(redis.port).open()
+    try:
+        n1 = start_node(start_daemon, redis, "node1", guard=GUARD)
+        n2 = start_node(start_daemon, Via(redis, fwd), "node2", guard=GUARD)
+        n3 = start_node(start_daemon, Via(redis, fwd), "node3", guard=GUARD)
+        nodes = (n1, n2, n3)
+        src = "127.0.0.25"
+        n1.ctl("block", src, "--for", "1h", check=True)
+        for d in nodes:
+            wait_greeting(d, src, greeting_554(d.node_name))
+        marks = [d.mark() for d in nodes]
+        redis.kill9()
+        fwd.close()
+        for d, m in zip(nodes, marks):
+            d.wait_log(r"event=redis_down\b", timeout=15, start=m)
+        n1.ctl("unblock", src, "--reason", "lifted during the outage", check=True)
+        assert greeting(n1, src).startswith("220 ")
+        for d in (n2, n3):      # they cannot know yet
+            assert greeting(d, src) == greeting_554(d.node_name)
+
+        redis.start()
+        n1.wait_log(r"event=redis_up\b", timeout=20, start=marks[0])
+        time.sleep(0.5)
+        fwd.open()
+        for d, m in zip((n2, n3), marks[1:]):
+            d.wait_log(r"event=redis_up\b", timeout=20, start=m)
+        time.sleep(1.0)
+        got = {d.node_name: greeting(d, src) for d in nodes}
+        assert all(g.startswith("220 ") for g in got.values()), \
+            f"the block lifted on node1 during the outage is enforced again after Redis " \
+            f"returned: {got}; Redis active set: {redis.block_records()}"
+        h = n1.ctl_json("history", src)["blocks"]
+        assert h and h[0]["state"] == "lifted", f"history after the outage: {h}"
+    finally:
+        fwd.close()
 
 
 def test_frozen_redis_does_not_stall_smtp(cluster, redis):

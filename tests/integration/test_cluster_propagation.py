@@ -10,7 +10,6 @@ from clusterutil import (  # noqa: F401  (fixtures)
     ALICE, Closed, Conn, T, cluster, greeting, greeting_554, redis, reply_421,
     wait_greeting,
 )
-from conftest import parse_logfmt  # noqa: F401
 
 GUARD = {"auth_fail_limit": "100", "ban_durations": "15m"}
 

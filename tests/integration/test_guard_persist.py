@@ -130,3 +130,23 @@ def test_block_made_just_before_sigkill_survives(start_daemon):
     assert greeting_of(d.port) == GREETING_554
     assert status(d, "127.0.0.1")["state"] == "blocked"
     assert status(d, "203.0.113.77")["state"] == "permanent"
+
+
+def test_quick_successive_blocks_stay_apart_after_restart(start_daemon):
+    """Blocks are restored by record, not by time: two automatic blocks made
+    a few milliseconds apart are still two offenses after a crash."""
+    d = start_daemon(guard={"auth_fail_limit": "1", "ban_durations": "1h 2h",
+                            "permanent_after": "3"})
+    starts = []
+    for _ in range(2):
+        block_by_auth_failures(d, n=1)
+        starts.append(status(d, "127.0.0.1")["block"]["started_at"])
+        assert d.ctl("unblock", "127.0.0.1").returncode == 0
+    assert status(d, "127.0.0.1")["offenses"] == 2
+    d.kill9()
+    d.restart()
+    s = status(d, "127.0.0.1")
+    assert s["offenses"] == 2, (starts, s)
+    block_by_auth_failures(d, n=1)
+    s = status(d, "127.0.0.1")
+    assert s["state"] == "permanent", (starts, s)
