@@ -64,18 +64,28 @@ static json_t *block_json(const struct guard_block *b, int64_t now)
     return o;
 }
 
-/* A record the store should have; if it lacks it (a write failed), what
- * the guard knows still answers. */
+/* A record the store should have; if it lacks it (a write failed, Redis
+ * is away), what the guard holds in memory still answers. */
 static json_t *block_by_id(struct server *s, uint64_t id, const struct addr *prefix,
                            bool permanent, int64_t now)
 {
     struct guard_block b;
     if (s->store->ops->get(s->store, id, &b))
         return block_json(&b, now);
+    struct guard_status gs;
+    struct config *c = server_config(s);
+    guard_status(s->guard, c, prefix, now, &gs);
+    config_unref(c);
     memset(&b, 0, sizeof b);
     b.id = id;
     b.prefix = *prefix;
     b.state = permanent ? BLOCK_PERMANENT : BLOCK_ACTIVE;
+    if (gs.blocked && gs.block_id == id) {
+        b.reason = gs.block_reason;
+        b.started_at = gs.block_started;
+        b.expires_at = gs.block_until == INT64_MAX ? 0 : gs.block_until;
+    }
+    util_strlcpy(b.node, "(not in the store)", sizeof b.node);
     return block_json(&b, now);
 }
 

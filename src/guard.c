@@ -745,6 +745,9 @@ static void status_hit(struct entry *e, void *arg)
     sc->out->blocked = true;
     sc->out->block_prefix = e->key;
     sc->out->block_id = e->block_id;
+    sc->out->block_reason = (enum guard_reason)e->reason;
+    sc->out->block_started = e->block_started;
+    sc->out->block_until = e->block_until;
     sc->out->state = e->block_until == INT64_MAX ? BLOCK_PERMANENT : BLOCK_ACTIVE;
 }
 

@@ -120,6 +120,8 @@ struct guard_status {
     bool blocked;
     struct addr block_prefix;    /* the prefix the block in force is on */
     uint64_t block_id;
+    enum guard_reason block_reason;
+    int64_t block_started, block_until;   /* until: INT64_MAX when permanent */
     uint32_t auth_failures, unauth_attempts, connections, concurrent;
     uint32_t offenses;           /* automatic blocks within offense_memory */
 };

@@ -60,6 +60,8 @@ struct session {
     char sid[UTIL_ID_LEN];
     uint64_t epoch;
     bool counted, allowed, esmtp, tls, authed, busy, closing, dead, discard_line, tls_closed;
+    bool linger;                 /* we hang up on a client that may still be sending */
+    bool peer_gone;
     unsigned errors;
     char helo[256];
     char user[SASL_USER_MAX];
@@ -102,9 +104,19 @@ static void tx_reset(struct session *s)
         evbuffer_drain(s->msg, evbuffer_get_length(s->msg));
 }
 
+static void linger_fd(struct worker *w, evutil_socket_t fd);
+
 static void session_free(struct session *s)
 {
     struct server *srv = s->srv;
+    /* Hanging up on a client that is still sending would answer its next
+     * bytes with a RST, which can destroy our last reply (the 421) before
+     * it reads it: stop writing, drain what it sends, then close. */
+    evutil_socket_t keep = -1;
+    if (s->linger && !s->peer_gone && s->bev != NULL) {
+        evutil_socket_t fd = bufferevent_getfd(s->bev);
+        keep = fd >= 0 ? dup(fd) : -1;
+    }
     if (s->counted)
         guard_disconnect(srv->guard, s->cfg, &s->client);
     log_event(LOG_DEBUG, "close", "ip", s->ip, "session", s->sid, NULL);
@@ -119,9 +131,13 @@ static void session_free(struct session *s)
         evbuffer_free(s->msg);
     free(s->rcpt);
     config_unref(s->cfg);
+    struct worker *w = s->w;
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
-    atomic_fetch_sub(&srv->clients, 1);
+    if (keep >= 0)
+        linger_fd(w, keep);      /* still counted in clients until closed */
+    else
+        atomic_fetch_sub(&srv->clients, 1);
 }
 
 /* Bytes not yet handed to the kernel. Under TLS the filter passes its
@@ -182,6 +198,13 @@ static void close_after_reply(struct session *s)
 {
     s->closing = true;
     bufferevent_disable(s->bev, EV_READ);
+}
+
+/* The same for a close the client did not ask for (421s). */
+static void hang_up(struct session *s)
+{
+    s->linger = true;
+    close_after_reply(s);
 }
 
 /* ---- guard ----------------------------------------------------------- */
@@ -792,7 +815,7 @@ static void bad_command(struct session *s, const char *text)
     reply(s, "%s", text);
     if (++s->errors >= ERRORS_MAX) {
         reply(s, "421 4.7.0 %s Too many errors, closing connection", s->cfg->hostname);
-        close_after_reply(s);
+        hang_up(s);
     }
 }
 
@@ -817,7 +840,7 @@ static void handle_line(struct session *s, const char *line)
         log_event(LOG_INFO, "reject", "ip", s->ip, "session", s->sid, "reason", "blocked_session",
                   "reply", "421", NULL);
         reply(s, "421 4.7.0 %s %s", s->cfg->hostname, s->cfg->reject_text);
-        close_after_reply(s);
+        hang_up(s);
         return;
     }
     if (s->state == ST_AUTH_PLAIN || s->state == ST_AUTH_USER || s->state == ST_AUTH_PASS) {
@@ -826,7 +849,7 @@ static void handle_line(struct session *s, const char *line)
     }
     if (atomic_load(&s->srv->stopping) && !s->in_tx) {
         reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
-        close_after_reply(s);
+        hang_up(s);
         return;
     }
     struct smtp_cmd cmd;
@@ -884,6 +907,11 @@ static int read_line(struct session *s, char *buf, size_t buflen)
         if (!s->discard_line)
             bad_command(s, "500 5.5.2 Line too long");
         s->discard_line = false;
+        /* The 500 ends an AUTH exchange too: the next line is a command. */
+        if (s->state == ST_AUTH_PLAIN || s->state == ST_AUTH_USER || s->state == ST_AUTH_PASS) {
+            s->state = ST_CMD;
+            s->user[0] = '\0';
+        }
         return -1;
     }
     evbuffer_remove(in, buf, n);
@@ -979,7 +1007,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     if ((what & BEV_EVENT_TIMEOUT) && !s->closing && s->state != ST_PROXY) {
         reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
         log_event(LOG_INFO, "timeout", "ip", s->ip, "session", s->sid, NULL);
-        close_after_reply(s);
+        hang_up(s);
         bufferevent_set_timeouts(s->bev, NULL, NULL);
         struct timeval tv = {5, 0};
         bufferevent_set_timeouts(s->bev, NULL, &tv);
@@ -988,6 +1016,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
     /* EOF, error, or a timeout while closing: nothing more to say. */
     s->closing = true;
+    s->peer_gone = true;
     if (s->busy) {
         s->dead = true;
         return;
@@ -1008,7 +1037,10 @@ struct rejected {
     uint16_t col;          /* column in the current line */
     uint8_t quit;          /* how much of "QUIT" the line matched */
     uint8_t errors;
+    bool draining;         /* we said our last word: only read until EOF */
 };
+
+#define LINGER_MS 2000
 
 static void rejected_free(struct rejected *r)
 {
@@ -1031,14 +1063,22 @@ static void rejected_read(evutil_socket_t fd, short what, void *arg)
         rejected_free(r);
         return;
     }
+    if (r->draining)
+        return;
     static const char q[] = "QUIT";
     for (ssize_t i = 0; i < n; i++) {
         char ch = buf[i];
         if (ch == '\n') {
             bool quit = r->quit == 4 && r->col <= 6;
             const char *a = quit ? "221 2.0.0 Bye\r\n" : "503 5.5.1 Bad sequence of commands\r\n";
-            if (send(fd, a, strlen(a), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || quit || ++r->errors >= ERRORS_MAX) {
+            if (send(fd, a, strlen(a), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || quit) {
                 rejected_free(r);
+                return;
+            }
+            if (++r->errors >= ERRORS_MAX) {
+                shutdown(fd, SHUT_WR);
+                r->draining = true;
+                r->deadline = util_mono_ms() + LINGER_MS;
                 return;
             }
             r->col = 0;
@@ -1052,6 +1092,38 @@ static void rejected_read(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static struct rejected *rejected_new(struct worker *w, evutil_socket_t fd, int64_t ms)
+{
+    /* One allocation: the state and its event together. */
+    struct rejected *r = malloc(sizeof *r + event_get_struct_event_size());
+    if (r == NULL)
+        return NULL;
+    memset(r, 0, sizeof *r);
+    r->w = w;
+    r->deadline = util_mono_ms() + ms;
+    r->ev = (struct event *)(r + 1);
+    event_assign(r->ev, w->base, fd, EV_READ | EV_PERSIST, rejected_read, r);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (event_add(r->ev, &tv) != 0) {
+        free(r);
+        return NULL;
+    }
+    TAILQ_INSERT_TAIL(&w->rejected, r, link);
+    return r;
+}
+
+static void linger_fd(struct worker *w, evutil_socket_t fd)
+{
+    shutdown(fd, SHUT_WR);
+    struct rejected *r = rejected_new(w, fd, LINGER_MS);
+    if (r == NULL) {
+        close(fd);
+        atomic_fetch_sub(&w->srv->clients, 1);
+        return;
+    }
+    r->draining = true;
+}
+
 void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len)
 {
     /* The greeting fits any socket buffer; a client that cannot take it
@@ -1061,26 +1133,10 @@ void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, s
         atomic_fetch_sub(&w->srv->clients, 1);
         return;
     }
-    /* One allocation: the state and its event together. */
-    struct rejected *r = malloc(sizeof *r + event_get_struct_event_size());
-    if (r == NULL) {
+    if (rejected_new(w, fd, REJECT_LINGER_MS) == NULL) {
         close(fd);
         atomic_fetch_sub(&w->srv->clients, 1);
-        return;
     }
-    memset(r, 0, sizeof *r);
-    r->w = w;
-    r->deadline = util_mono_ms() + REJECT_LINGER_MS;
-    r->ev = (struct event *)(r + 1);
-    event_assign(r->ev, w->base, fd, EV_READ | EV_PERSIST, rejected_read, r);
-    static const struct timeval tv = {REJECT_LINGER_MS / 1000, 0};
-    if (event_add(r->ev, &tv) != 0) {
-        free(r);
-        close(fd);
-        atomic_fetch_sub(&w->srv->clients, 1);
-        return;
-    }
-    TAILQ_INSERT_TAIL(&w->rejected, r, link);
 }
 
 static void log_reject(struct session *s, const struct config *c, int64_t now)

@@ -1,16 +1,16 @@
 """A SQLite write failure (issue 5 item 5): `[store] path` on a tiny tmpfs
 that is then filled. A new block (auth failures over a low auth_fail_limit)
 cannot be written: it is still enforced from memory (421 to the open
-session, 554 to a new connection, `status` says blocked), the failure is
-logged (`event=store_error`), and the daemon keeps serving others.
+session, 554 to a new connection, `status` says blocked, with its reason
+and expiry), the failure is logged (`event=store_error`), and the daemon
+keeps serving others.
 Skipped where a tmpfs cannot be mounted.
 """
 
 import json
 
-from conftest import T
 from hostileutil import (
-    PASSWORD, USER, Client, Closed, fill, good_transaction, mount_tmpfs, plain_b64, umount,
+    USER, Client, Closed, fill, good_transaction, mount_tmpfs, plain_b64, umount,
 )
 
 SRC = "127.0.0.23"
@@ -47,15 +47,16 @@ def test_store_write_failure_block_still_enforced(start_daemon, tmp_path):
         # enforced from memory
         with Client(d.port, source=SRC) as c:
             assert c.greeting[0] == 554, f"blocked address greeted with {c.greeting}"
+        # the earlier block too, and everybody else is served
+        assert d.ctl_json("status", "192.0.2.77")["state"] == "blocked"
+        good_transaction(d.port)
+        assert d.running(), d.log()[-3000:]
+        # what the support desk sees: blocked, why, and until when
         st = d.ctl_json("status", SRC)
         assert st["state"] == "blocked", json.dumps(st)
         assert (st["block"] and st["block"]["reason"] == "auth_failures"
                 and st["block"]["expires_at"] is not None), \
             f"status of a block made while the store fails: {json.dumps(st)}"
-        # the earlier block too, and everybody else is served
-        assert d.ctl_json("status", "192.0.2.77")["state"] == "blocked"
-        good_transaction(d.port)
-        assert d.running(), d.log()[-3000:]
     finally:
         if d is not None:
             d.stop()

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import T
 from hostileutil import (
-    GOOD_BOUND, HOSTILE_GUARD, PASSWORD, RCPT, USER, Client, Closed, Watch,
+    HOSTILE_GUARD, PASSWORD, RCPT, USER, Client, Closed, Watch,
     body_for, plain_b64, raise_nofile, stuffed, submit,
 )
 
@@ -140,11 +140,12 @@ def test_silent_connections(start_daemon):
 
 
 def _flood(sock, line, seconds, stats, key):
-    """Pipeline at least 100,000 `line`s without ever reading, and go on
-    writing for `seconds`: the daemon must stop reading (TCP push-back)."""
+    """Write `line` over and over for `seconds` without ever reading (well
+    over 100,000 of them if the daemon kept taking them): the daemon must
+    stop reading at some point (TCP push-back) instead of buffering replies."""
     sock.setblocking(False)
     block = line * 10_000
-    pushed, lines, stalled = 0, 0, 0.0
+    pushed, stalled = 0, 0.0
     t0 = time.monotonic()
     end = t0 + seconds
     pending = b""

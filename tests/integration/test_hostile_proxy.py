@@ -7,7 +7,6 @@ being served within GOOD_BOUND and the daemon's VmRSS stays bounded.
 import ipaddress
 import socket
 import struct
-import threading
 import time
 
 from conftest import T
