@@ -52,5 +52,10 @@ fuzz:
 	@scripts/deps.sh build fuzz
 	fuzz/run.sh $(FUZZ_SECONDS)
 
+# The crash-durability test with many more SIGKILLs than CI runs.
+soak: test-deps all
+	cd tests/integration && PORTCULLIS_BUILD=$(abspath $(BUILD)) PORTCULLIS_KILLS=$${PORTCULLIS_KILLS:-300} \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider test_durability_crash.py
+
 clean:
 	rm -rf $(BUILD) $(ASAN) build-fuzz

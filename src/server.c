@@ -172,8 +172,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         atomic_fetch_add(&s->stats.rejected_busy, 1);
         return;
     }
-    config_unref(c);
-    session_accept(w, fd, sa, mode);
+    session_accept(w, c, fd, sa, mode);
 }
 
 static evutil_socket_t bind_one(const struct listen_addr *la, char *err, size_t errlen)

@@ -86,8 +86,9 @@ extern const struct store_hooks server_store_hooks;
 void server_block_made(struct server *s, const struct guard_block *b, const char *session);
 
 /* session.c */
-void session_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
-                    enum listen_mode mode);
+/* Takes over `c` (a reference) and `fd`. */
+void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
+                    const struct sockaddr *sa, enum listen_mode mode);
 void session_close_idle(struct worker *w);
 void session_drop_all(struct worker *w);
 void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len);

@@ -1213,11 +1213,10 @@ static void start_dialogue(struct session *s)
     reply(s, "220 %s ESMTP Portcullis", c->hostname);
 }
 
-void session_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
-                    enum listen_mode mode)
+void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
+                    const struct sockaddr *sa, enum listen_mode mode)
 {
     struct server *srv = w->srv;
-    struct config *c = server_config(srv);
     struct addr peer;
     if (!addr_from_sockaddr(sa, &peer)) {
         config_unref(c);
