@@ -77,8 +77,14 @@ cleanup() {
   set +e
   if [ -n "$PF_CONF" ]; then postfix -c "$PF_CONF" stop >/dev/null 2>&1; fi
   for p in $PIDS; do kill "$p" 2>/dev/null; done
-  sleep 0.5
-  for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+  local i=0 alive
+  while [ $i -lt 50 ]; do
+    alive=""
+    for p in $PIDS; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+    [ -z "$alive" ] && break
+    sleep 0.1; i=$((i + 1))
+  done
+  for p in $PIDS; do { kill -9 "$p" && wait "$p"; } 2>/dev/null; done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then say "bench: kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT

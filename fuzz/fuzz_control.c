@@ -27,7 +27,9 @@ static bool req_prefix(struct req *r, struct addr *prefix, char *given, size_t g
     const char *ip = json_string_value(json_object_get(r->in, "ip"));
     struct addr a;
     if (ip == NULL || !addr_parse(ip, true, &a)) {
-        snprintf(r->errbuf, sizeof r->errbuf, "not an address or prefix: %s", ip ? ip : "(none)");
+        const char *what = ip ? ip : "(none)";
+        snprintf(r->errbuf, sizeof r->errbuf, "not an address or prefix: %.*s",
+                 (int)util_utf8_cut(what, 200), what);
         r->err = r->errbuf;
         return false;
     }

@@ -34,7 +34,12 @@ static json_t *time_or_null(int64_t ms)
 
 static json_t *str_or_null(const char *s)
 {
-    return s[0] ? json_string(s) : json_null();
+    if (s[0] == '\0')
+        return json_null();
+    json_t *v = json_string(s);
+    /* Not UTF-8 (a record written by something else): say so rather than
+     * drop the key. */
+    return v != NULL ? v : json_string("(not valid UTF-8)");
 }
 
 static json_t *block_json(const struct guard_block *b, int64_t now)
@@ -105,7 +110,9 @@ static bool req_prefix(struct req *r, struct addr *prefix, char *given, size_t g
     const char *ip = json_string_value(json_object_get(r->in, "ip"));
     struct addr a;
     if (ip == NULL || !addr_parse(ip, true, &a)) {
-        snprintf(r->errbuf, sizeof r->errbuf, "not an address or prefix: %s", ip ? ip : "(none)");
+        const char *what = ip ? ip : "(none)";
+        snprintf(r->errbuf, sizeof r->errbuf, "not an address or prefix: %.*s",
+                 (int)util_utf8_cut(what, 200), what);
         r->err = r->errbuf;
         return false;
     }

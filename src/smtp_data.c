@@ -84,6 +84,19 @@ size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len)
             while (run < n && p[run] != '\r' && p[run] != '\n')
                 run++;
             if (run > 0) {
+                /* Whichever limit the run crosses first is the verdict,
+                 * however the stream was cut into reads (as if byte by
+                 * byte: the line is counted before the size). */
+                if (d->error == SMTP_DATA_OK) {
+                    size_t line_room = d->line_len >= SMTP_TEXT_LINE_MAX ? 0
+                                     : SMTP_TEXT_LINE_MAX - d->line_len;
+                    uint64_t size_room = d->max_size == 0 ? UINT64_MAX
+                                       : d->size >= d->max_size ? 0 : d->max_size - d->size;
+                    if (run > line_room && line_room <= size_room)
+                        fail(d, SMTP_DATA_LINE_TOO_LONG);
+                    else if (run > size_room)
+                        fail(d, SMTP_DATA_TOO_BIG);
+                }
                 count(d, run);
                 out(d, p, run, run);
                 i += run;

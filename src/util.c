@@ -113,11 +113,23 @@ void util_rfc5322_date(int64_t ms, char *out, size_t outlen)
              tm.tm_sec);
 }
 
+size_t util_utf8_cut(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n <= max)
+        return n;
+    /* s[max] is the first byte left out: if it continues a character,
+     * that character started inside the kept part; drop it whole. */
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
+    return max;
+}
+
 size_t util_strlcpy(char *dst, const char *src, size_t size)
 {
     size_t n = strlen(src);
     if (size > 0) {
-        size_t k = n < size - 1 ? n : size - 1;
+        size_t k = n < size - 1 ? n : util_utf8_cut(src, size - 1);
         memcpy(dst, src, k);
         dst[k] = '\0';
     }

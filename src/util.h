@@ -30,8 +30,12 @@ void util_rfc3339(int64_t ms, char out[UTIL_RFC3339_LEN]);
 /* RFC 5322 date for headers: "Mon, 23 Nov 2026 01:02:03 +0000". */
 void util_rfc5322_date(int64_t ms, char *out, size_t outlen);
 
-/* Copies at most size-1 bytes and always terminates. Returns strlen(src). */
+/* Copies at most size-1 bytes and always terminates, never cutting a UTF-8
+ * character in two (the JSON and logs it ends up in must stay valid).
+ * Returns strlen(src). */
 size_t util_strlcpy(char *dst, const char *src, size_t size);
+/* The longest length <= max of s that ends on a UTF-8 character boundary. */
+size_t util_utf8_cut(const char *s, size_t max);
 bool util_strcaseprefix(const char *s, const char *prefix);
 
 /* Random bytes from OpenSSL; aborts if the RNG fails (nothing sane to do). */

@@ -553,9 +553,43 @@ static void test_first_error_wins(void **state)
     free(in);
 }
 
+/* Regression (fuzz/regressions/smtp_data-first-error-depends-on-chunking):
+ * a line that crosses the size limit before the line limit is refused as
+ * too big, whether it comes in one read or byte by byte. */
+static void test_first_error_independent_of_reads(void **state)
+{
+    (void)state;
+    size_t n = 1001 + 5;
+    char *in = malloc(n + 1);
+    assert_non_null(in);
+    memset(in, 'X', 1001);
+    memcpy(in + 1001, "\r\n.\r\n", 5);
+    in[n] = 0;
+    size_t cuts[1100];
+    for (size_t i = 0; i < n - 1; i++)
+        cuts[i] = i + 1;
+    struct sink a, b;
+    sink_init(&a);
+    sink_init(&b);
+    struct run whole = feed_all(in, n, 16, &a);
+    struct run bytes = feed_split(in, n, cuts, n - 1, 16, &b);
+    assert_true(whole.done && bytes.done);
+    assert_int_equal(whole.error, SMTP_DATA_TOO_BIG);
+    assert_int_equal(bytes.error, SMTP_DATA_TOO_BIG);
+    /* With no size limit the same line is too long, both ways. */
+    whole = feed_all(in, n, 0, &a);
+    bytes = feed_split(in, n, cuts, n - 1, 0, &b);
+    assert_int_equal(whole.error, SMTP_DATA_LINE_TOO_LONG);
+    assert_int_equal(bytes.error, SMTP_DATA_LINE_TOO_LONG);
+    sink_free(&a);
+    sink_free(&b);
+    free(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_first_error_independent_of_reads),
         cmocka_unit_test(test_simple),
         cmocka_unit_test(test_empty_message),
         cmocka_unit_test(test_lf_output),

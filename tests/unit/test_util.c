@@ -212,9 +212,28 @@ static void test_clocks(void **state)
     assert_true(m2 >= m1);
 }
 
+/* Regression (fuzz/regressions/control-*-cut-mid-utf8): a copy that must
+ * be cut never splits a UTF-8 character, so the JSON built from it stays
+ * valid. */
+static void test_strlcpy_keeps_utf8_whole(void **state)
+{
+    (void)state;
+    char dst[6];
+    /* "abcd" + U+00E9 (2 bytes): 6 bytes do not fit in 5. */
+    assert_int_equal(util_strlcpy(dst, "abcd\xc3\xa9", sizeof dst), 6);
+    assert_string_equal(dst, "abcd");
+    /* U+20AC (3 bytes) twice: only the first fits. */
+    assert_int_equal(util_strlcpy(dst, "\xe2\x82\xac\xe2\x82\xac", sizeof dst), 6);
+    assert_string_equal(dst, "\xe2\x82\xac");
+    assert_int_equal(util_utf8_cut("\xe2\x82\xac", 2), 0);
+    assert_int_equal(util_utf8_cut("abc", 10), 3);
+    assert_int_equal(util_utf8_cut("ab\xc3\xa9", 3), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strlcpy_keeps_utf8_whole),
         cmocka_unit_test(test_duration_units),
         cmocka_unit_test(test_duration_bare_number_is_seconds),
         cmocka_unit_test(test_duration_bad),
