@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--dovecot-version", default="?")
     ap.add_argument("--ports", default="")
     ap.add_argument("--loadavg", default="?")
+    ap.add_argument("--invocation", default="bench/run.sh")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -349,7 +350,9 @@ def main():
         "## Commands",
         "",
         "```",
-        f"{env} make bench        # builds, installs postfix + dovecot-core (root), runs bench/run.sh",
+        f"{a.invocation}        # this run",
+        f"{env} make bench        # the same from a fresh clone: builds, installs postfix + dovecot-core "
+        "(root), runs bench/run.sh with the build in ./build",
         "```",
         "",
         "The servers, as bench/run.sh starts them (configs are written into a fresh `mktemp -d` directory):",

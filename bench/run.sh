@@ -555,7 +555,8 @@ DC_VER=$(dovecot --version 2>/dev/null | cut -d' ' -f1 || echo "?")
 "$PY" "$REPO/bench/report.py" --results "$RES" --commands "$CMDS" --skipped "$SKIPS" --notes "$NOTES" \
   --guard "$GB_OUT" --runs "$RUNS" --seconds "$SECS" --elapsed $((END - START)) \
   --postfix-version "$PF_VER" --dovecot-version "$DC_VER" \
-  --ports "$P_LIMIT,$P_PD,$P_PF" --loadavg "$LOAD_START / $LOAD_END" --out "$OUT"
+  --ports "$P_LIMIT,$P_PD,$P_PF" --loadavg "$LOAD_START / $LOAD_END" \
+  --invocation "$(env | grep '^BENCH_' | sort | tr '\n' ' ')bench/run.sh" --out "$OUT"
 rc=$?
 [ "$OUT" != "-" ] && [ $rc = 0 ] && say "bench: wrote $OUT"
 exit $rc

@@ -156,6 +156,15 @@ static const char lua_load[] =
     "end\n"
     "return out\n";
 
+/* The blocks in force. KEYS: active. */
+static const char lua_active[] =
+    "local out = {}\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  local r = redis.call('HGETALL', ARGV[1] .. 'block:' .. id)\n"
+    "  if #r > 0 then out[#out + 1] = r end\n"
+    "end\n"
+    "return out\n";
+
 /* History, newest first: every record (filtered by prefix in C). KEYS: bytime. */
 static const char lua_history[] =
     "local out = {}\n"
@@ -187,6 +196,8 @@ struct item {
     struct item *next;
     enum op op;
     struct guard_block b;      /* PUT; id, lifted_* for LIFT/EXPIRE; lifted_at = before for PRUNE */
+    bool has_full;             /* LIFT/EXPIRE: the whole record, already lifted/expired */
+    struct guard_block full;
     enum guard_reason why;     /* COUNT */
     long limit;
     int64_t window;
@@ -212,6 +223,8 @@ struct redis_store {
     struct event_base *evb;
     struct pool_mailbox *mb;
     struct event *retry;
+    struct event *recheck;     /* reloads the blocks in force after a (re)connect */
+    int rechecks;
     redisAsyncContext *ac, *sub;
     atomic_bool up;            /* connected, synchronised and subscribed */
     bool connecting;
@@ -394,7 +407,8 @@ static void check_reply(redisAsyncContext *ac, void *reply, void *priv)
         log_event(LOG_ERROR, "store_error", "backend", "redis", "error", rep->str, NULL);
 }
 
-static void send_put(struct redis_store *r, const struct guard_block *b, const char *script)
+static int send_put(struct redis_store *r, const struct guard_block *b, const char *script,
+                    redisCallbackFn *cb, void *priv)
 {
     char kb[200], ka[160], kt[160], kp[256], id[17];
     store_id_format(b->id, id);
@@ -418,10 +432,10 @@ static void send_put(struct redis_store *r, const struct guard_block *b, const c
     args[n++] = r->chan;
     for (size_t i = 0; i < f.n; i++)
         args[n++] = f.argv[i];
-    eval(r, r->ac, check_reply, NULL, script, 4, keys, n, args);
+    return eval(r, r->ac, cb, priv, script, 4, keys, n, args);
 }
 
-static void send_lift(struct redis_store *r, const struct item *it)
+static int send_lift(struct redis_store *r, const struct item *it, redisCallbackFn *cb)
 {
     char kb[200], ka[160], id[17], what[32], at[32];
     store_id_format(it->b.id, id);
@@ -432,7 +446,7 @@ static void send_lift(struct redis_store *r, const struct item *it)
     const char *keys[2] = {kb, ka};
     const char *args[7] = {id, it->op == OP_LIFT ? "lifted" : "expired", at, it->b.lifted_by,
                            it->b.lift_reason, r->chan, it->op == OP_LIFT ? "L" : "E"};
-    eval(r, r->ac, check_reply, NULL, lua_lift, 2, keys, 7, args);
+    return eval(r, r->ac, cb, (void *)it, lua_lift, 2, keys, 7, args);
 }
 
 struct count_ctx {
@@ -474,16 +488,34 @@ static void send_count(struct redis_store *r, const struct item *it)
         free(c);
 }
 
-static void send_item(struct redis_store *r, const struct item *it)
+static void pend(struct redis_store *r, struct item *it);
+
+/* A record write stays ours until Redis answers it: if the connection dies
+ * first (hiredis then calls back with no reply), it waits for the next one. */
+static void write_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct item *it = priv;
+    if (reply == NULL) {
+        pend(ac->data, it);
+        return;
+    }
+    check_reply(ac, reply, NULL);
+    free(it);
+}
+
+/* Sends `it` and takes it over. */
+static void send_item(struct redis_store *r, struct item *it)
 {
     switch (it->op) {
     case OP_PUT:
-        send_put(r, &it->b, lua_put);
-        break;
+        if (send_put(r, &it->b, lua_put, write_reply, it) != REDIS_OK)
+            pend(r, it);
+        return;
     case OP_LIFT:
     case OP_EXPIRE:
-        send_lift(r, it);
-        break;
+        if (send_lift(r, it, write_reply) != REDIS_OK)
+            pend(r, it);
+        return;
     case OP_PRUNE: {
         char kt[160], ka[160], before[32];
         key(r, kt, sizeof kt, "bytime");
@@ -498,6 +530,7 @@ static void send_item(struct redis_store *r, const struct item *it)
         send_count(r, it);
         break;
     }
+    free(it);
 }
 
 /* Runs on the store thread (posted by any thread). */
@@ -515,37 +548,46 @@ static void run_item(void *arg)
     struct redis_store *r = (struct redis_store *)(void *)it->next;   /* see post() */
     it->next = NULL;
     bool up = atomic_load(&r->up) && r->ac != NULL;
-    if (!up && (it->op == OP_LIFT || it->op == OP_EXPIRE)) {
-        /* Redis may come back without this record while another node
-         * still holds it and writes it back as in force. Replayed as the
-         * whole record, lifted, it wins over that write-back. */
+    if (it->op == OP_LIFT || it->op == OP_EXPIRE) {
+        /* Keep the whole record, lifted: should this write miss Redis,
+         * Redis may come back without the record while another node
+         * still holds it and writes it back as in force. Replayed whole,
+         * the lift wins over that write-back (see pend()). */
         struct known *k = known_find(r, it->b.id);
         if (k != NULL) {
-            struct guard_block b = k->b;
-            b.state = it->op == OP_LIFT ? BLOCK_LIFTED : BLOCK_EXPIRED;
+            it->has_full = true;
+            it->full = k->b;
+            it->full.state = it->op == OP_LIFT ? BLOCK_LIFTED : BLOCK_EXPIRED;
             if (it->op == OP_LIFT) {
-                b.lifted_at = it->b.lifted_at;
-                util_strlcpy(b.lifted_by, it->b.lifted_by, sizeof b.lifted_by);
-                util_strlcpy(b.lift_reason, it->b.lift_reason, sizeof b.lift_reason);
+                it->full.lifted_at = it->b.lifted_at;
+                util_strlcpy(it->full.lifted_by, it->b.lifted_by, sizeof it->full.lifted_by);
+                util_strlcpy(it->full.lift_reason, it->b.lift_reason, sizeof it->full.lift_reason);
             }
-            it->op = OP_PUT;
-            it->b = b;
         }
-    }
-    if (it->op == OP_PUT)
-        known_set(r, &it->b);
-    else if (it->op == OP_LIFT || it->op == OP_EXPIRE)
         known_drop(r, it->b.id);
-    if (up) {
-        send_item(r, it);
-        free(it);
-        return;
+    } else if (it->op == OP_PUT) {
+        known_set(r, &it->b);
     }
-    /* Down: counts are local meanwhile; own records wait for Redis. */
+    if (up)
+        send_item(r, it);
+    else
+        pend(r, it);
+}
+
+/* Down (or a write lost with its connection): counts are local meanwhile;
+ * own records wait for Redis, lifts as whole records. */
+static void pend(struct redis_store *r, struct item *it)
+{
     if (it->op == OP_COUNT || it->op == OP_PRUNE || r->npend >= PENDING_MAX) {
         free(it);
         return;
     }
+    if ((it->op == OP_LIFT || it->op == OP_EXPIRE) && it->has_full) {
+        it->op = OP_PUT;
+        it->b = it->full;
+        it->has_full = false;
+    }
+    it->next = NULL;
     if (r->pend_tail)
         r->pend_tail->next = it;
     else
@@ -964,6 +1006,11 @@ static void synced(redisAsyncContext *ac, void *reply, void *priv)
     r->connecting = false;
     r->backoff_ms = 0;
     set_up(r, true);
+    /* Nodes that come back together may each publish their write-backs
+     * before the others have resubscribed: look again, twice, shortly. */
+    r->rechecks = 0;
+    struct timeval tv = {0, 500000};
+    evtimer_add(r->recheck, &tv);
     log_event(LOG_INFO, r->down_logged ? "redis_up" : "redis_connected", "redis", r->host, NULL);
     r->down_logged = false;
 }
@@ -1009,17 +1056,17 @@ static void connect_now(struct redis_store *r)
     redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s", r->chan);
     /* Then, in order on the command connection: our queued writes, the
      * write-back of blocks Redis may have lost, and the load. */
-    for (struct item *it = r->pend_head, *next; it != NULL; it = next) {
-        next = it->next;
-        send_item(r, it);
-        free(it);
-    }
+    struct item *queued = r->pend_head;
     r->pend_head = r->pend_tail = NULL;
     r->npend = 0;
+    for (struct item *it = queued, *next; it != NULL; it = next) {
+        next = it->next;
+        send_item(r, it);
+    }
     int64_t now = util_now_ms();
     for (struct known *k = r->known; k != NULL; k = k->next)
         if (in_force(&k->b, now))
-            send_put(r, &k->b, lua_writeback);
+            send_put(r, &k->b, lua_writeback, check_reply, NULL);
     char ka[160], kt[160], since[32];
     key(r, ka, sizeof ka, "active");
     key(r, kt, sizeof kt, "bytime");
@@ -1029,6 +1076,24 @@ static void connect_now(struct redis_store *r)
     const char *keys[2] = {ka, kt};
     const char *args[2] = {r->pfx, since};
     eval(r, r->ac, synced, r, lua_load, 2, keys, 2, args);
+}
+
+static void on_recheck(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct redis_store *r = arg;
+    if (!atomic_load(&r->up) || r->ac == NULL)
+        return;
+    char ka[160];
+    key(r, ka, sizeof ka, "active");
+    const char *keys[1] = {ka};
+    const char *args[1] = {r->pfx};
+    eval(r, r->ac, fetch_and_apply, r, lua_active, 1, keys, 1, args);
+    if (++r->rechecks < 2) {
+        struct timeval tv = {2, 0};
+        evtimer_add(r->recheck, &tv);
+    }
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -1071,6 +1136,7 @@ static void rs_close(struct store *s)
         free(k);
     }
     event_free(r->retry);
+    event_free(r->recheck);
     pool_mailbox_free(r->mb);
     event_base_free(r->evb);
     free(r);
@@ -1121,11 +1187,14 @@ struct store *store_redis_open(const struct config *c, const struct store_hooks 
     r->evb = event_base_new();
     r->mb = r->evb ? pool_mailbox_new(r->evb) : NULL;
     r->retry = r->evb ? evtimer_new(r->evb, on_retry, r) : NULL;
-    if (r->retry == NULL || r->mb == NULL ||
+    r->recheck = r->evb ? evtimer_new(r->evb, on_recheck, r) : NULL;
+    if (r->retry == NULL || r->recheck == NULL || r->mb == NULL ||
         pthread_create(&r->thread, NULL, store_main, r) != 0) {
         snprintf(err, errlen, "cannot start the redis store thread");
         if (r->retry)
             event_free(r->retry);
+        if (r->recheck)
+            event_free(r->recheck);
         pool_mailbox_free(r->mb);
         if (r->evb)
             event_base_free(r->evb);
