@@ -290,10 +290,10 @@ static json_t *do_block(struct req *r)
     }
     struct store *st = r->srv->store;
     if (had_old)
-        st->ops->lift(st, old.id, r->now, by, "replaced by a manual block");
+        store_lift(st, old.id, r->now, by, "replaced by a manual block");
     util_strlcpy(made.node, r->cfg->hostname, sizeof made.node);
     util_strlcpy(made.note, why, sizeof made.note);
-    st->ops->put(st, &made);
+    store_put(st, &made);
     log_block_change("block", &made, by, why);
     struct guard_block stored;
     return block_json(st->ops->get(st, made.id, &stored) ? &stored : &made, r->now);
@@ -322,7 +322,7 @@ static json_t *do_unblock(struct req *r)
         return NULL;
     }
     struct store *st = r->srv->store;
-    st->ops->lift(st, id, r->now, by, why);
+    store_lift(st, id, r->now, by, why);
     struct guard_block b = {.id = id, .prefix = p};
     log_block_change("unblock", &b, by, why);
     return block_by_id(r->srv, id, &p, false, r->now);

@@ -97,7 +97,7 @@ bool daemon_reload(struct server *s, char *err, size_t errlen)
 static void expired_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_t at)
 {
     struct server *s = ctx;
-    s->store->ops->expire(s->store, id, at);
+    store_expire(s->store, id, at);
     char ip[ADDR_STRLEN], hex[17];
     addr_format(prefix, true, ip);
     store_id_format(id, hex);
@@ -119,7 +119,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     }
     if (now - last_prune > 3600000) {
         last_prune = now;
-        s->store->ops->prune(s->store, now - c->history_retention_ms);
+        store_prune(s->store, now - c->history_retention_ms);
     }
     config_unref(c);
 }

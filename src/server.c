@@ -42,7 +42,7 @@ void server_block_made(struct server *s, const struct guard_block *made, const c
     struct config *c = server_config(s);
     struct guard_block b = *made;
     util_strlcpy(b.node, c->hostname, sizeof b.node);
-    s->store->ops->put(s->store, &b);
+    store_put(s->store, &b);
     atomic_fetch_add(&s->stats.blocks, 1);
     char ip[ADDR_STRLEN], events[16], first[UTIL_RFC3339_LEN], last[UTIL_RFC3339_LEN],
         until[UTIL_RFC3339_LEN], id[17];

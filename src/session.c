@@ -242,7 +242,9 @@ static bool auth_allowed(const struct session *s)
 
 static bool tls_offered(const struct session *s)
 {
-    return s->mode == LISTEN_STARTTLS && !s->tls && s->srv->tls != NULL;
+    /* The session's own configuration says whether TLS is set up (a reload
+     * that cannot load the certificate is refused as a whole). */
+    return s->mode == LISTEN_STARTTLS && !s->tls && s->cfg->tls_cert[0] != '\0';
 }
 
 static void cmd_helo(struct session *s, const char *arg, bool esmtp)
@@ -892,7 +894,9 @@ static int read_line(struct session *s, char *buf, size_t buflen)
     size_t limit = line_limit(s, in);
     if (p.pos < 0) {
         size_t len = evbuffer_get_length(in);
-        if (len + 2 > limit) {
+        /* `limit` counts the CRLF: limit-1 octets may still be a line
+         * whose LF is on its way. */
+        if (len >= limit) {
             /* Drop what we have and the rest of this line when it comes. */
             evbuffer_drain(in, len);
             if (!s->discard_line)

@@ -14,12 +14,18 @@
 struct store;
 typedef void (*store_block_cb)(void *ctx, const struct guard_block *b);
 
+/* One queued write. PUT: the whole record (insert, or replace by id).
+ * LIFT: b.id, b.lifted_at, b.lifted_by, b.lift_reason. EXPIRE: b.id and
+ * b.lifted_at (when). PRUNE: b.lifted_at (history ended before it goes). */
+enum store_op { STORE_PUT, STORE_LIFT, STORE_EXPIRE, STORE_PRUNE };
+struct store_write {
+    enum store_op op;
+    struct guard_block b;
+};
+
 struct store_ops {
-    /* Records a new block (insert, or replace by id). */
-    void (*put)(struct store *s, const struct guard_block *b);
-    /* Marks block `id` lifted (by, why) or expired, at `at`. */
-    void (*lift)(struct store *s, uint64_t id, int64_t at, const char *by, const char *why);
-    void (*expire)(struct store *s, uint64_t id, int64_t at);
+    /* Queues a write; returns at once. */
+    void (*write)(struct store *s, const struct store_write *w);
     /* Every block in force, or started after `since`, oldest first. Blocks
      * whose expiry passed while no daemon ran are marked expired first. */
     bool (*load)(struct store *s, int64_t since, int64_t now, store_block_cb cb, void *ctx);
@@ -28,8 +34,6 @@ struct store_ops {
     bool (*history)(struct store *s, const struct addr *prefix, int limit,
                     store_block_cb cb, void *ctx);
     bool (*get)(struct store *s, uint64_t id, struct guard_block *out);
-    /* Drops history that ended before `before`. */
-    void (*prune)(struct store *s, int64_t before);
     void (*close)(struct store *s);
     /* Cluster mode only (NULL otherwise): one event of `why` by `prefix`,
      * summed over all nodes; reaching `limit` within `window_ms` calls the
@@ -65,6 +69,12 @@ struct store *store_redis_open(const struct config *c, const struct store_hooks 
                                char *err, size_t errlen);
 struct store *store_open(const struct config *c, const struct store_hooks *h,
                          char *err, size_t errlen);
+
+/* The writes, as callers say them. */
+void store_put(struct store *s, const struct guard_block *b);
+void store_lift(struct store *s, uint64_t id, int64_t at, const char *by, const char *why);
+void store_expire(struct store *s, uint64_t id, int64_t at);
+void store_prune(struct store *s, int64_t before);
 
 /* Block ids travel as 16 hex digits. */
 void store_id_format(uint64_t id, char out[17]);

@@ -190,7 +190,8 @@ static const char lua_prune[] =
 
 /* ---- the store --------------------------------------------------------- */
 
-enum op { OP_PUT, OP_LIFT, OP_EXPIRE, OP_PRUNE, OP_COUNT };
+enum op { OP_PUT = STORE_PUT, OP_LIFT = STORE_LIFT, OP_EXPIRE = STORE_EXPIRE,
+          OP_PRUNE = STORE_PRUNE, OP_COUNT };
 
 struct item {
     struct item *next;
@@ -613,35 +614,10 @@ static struct item *item_new(enum op op)
     return it;
 }
 
-static void rs_put(struct store *s, const struct guard_block *b)
+static void rs_write(struct store *s, const struct store_write *w)
 {
-    struct item *it = item_new(OP_PUT);
-    it->b = *b;
-    post((struct redis_store *)s, it);
-}
-
-static void rs_lift(struct store *s, uint64_t id, int64_t at, const char *by, const char *why)
-{
-    struct item *it = item_new(OP_LIFT);
-    it->b.id = id;
-    it->b.lifted_at = at;
-    util_strlcpy(it->b.lifted_by, by ? by : "", sizeof it->b.lifted_by);
-    util_strlcpy(it->b.lift_reason, why ? why : "", sizeof it->b.lift_reason);
-    post((struct redis_store *)s, it);
-}
-
-static void rs_expire(struct store *s, uint64_t id, int64_t at)
-{
-    struct item *it = item_new(OP_EXPIRE);
-    it->b.id = id;
-    it->b.lifted_at = at;
-    post((struct redis_store *)s, it);
-}
-
-static void rs_prune(struct store *s, int64_t before)
-{
-    struct item *it = item_new(OP_PRUNE);
-    it->b.lifted_at = before;
+    struct item *it = item_new((enum op)w->op);
+    it->b = w->b;
     post((struct redis_store *)s, it);
 }
 
@@ -1143,8 +1119,7 @@ static void rs_close(struct store *s)
 }
 
 static const struct store_ops redis_ops = {
-    rs_put, rs_lift, rs_expire, rs_load, rs_history, rs_get, rs_prune, rs_close, rs_count,
-    rs_counters,
+    rs_write, rs_load, rs_history, rs_get, rs_close, rs_count, rs_counters,
 };
 
 static void first_connect(void *arg)

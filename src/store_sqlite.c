@@ -15,7 +15,8 @@
 #include "store.h"
 #include "util.h"
 
-enum op { OP_PUT, OP_LIFT, OP_EXPIRE, OP_PRUNE, OP_BARRIER };
+enum op { OP_PUT = STORE_PUT, OP_LIFT = STORE_LIFT, OP_EXPIRE = STORE_EXPIRE,
+          OP_PRUNE = STORE_PRUNE, OP_BARRIER };
 
 struct item {
     struct item *next;
@@ -196,35 +197,10 @@ static void barrier(struct sqlite_store *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-static void sq_put(struct store *base, const struct guard_block *b)
+static void sq_write(struct store *base, const struct store_write *w)
 {
-    struct item *it = item_new(OP_PUT);
-    it->b = *b;
-    enqueue((struct sqlite_store *)base, it);
-}
-
-static void sq_lift(struct store *base, uint64_t id, int64_t at, const char *by, const char *why)
-{
-    struct item *it = item_new(OP_LIFT);
-    it->b.id = id;
-    it->b.lifted_at = at;
-    util_strlcpy(it->b.lifted_by, by ? by : "", sizeof it->b.lifted_by);
-    util_strlcpy(it->b.lift_reason, why ? why : "", sizeof it->b.lift_reason);
-    enqueue((struct sqlite_store *)base, it);
-}
-
-static void sq_expire(struct store *base, uint64_t id, int64_t at)
-{
-    struct item *it = item_new(OP_EXPIRE);
-    it->b.id = id;
-    it->b.lifted_at = at;
-    enqueue((struct sqlite_store *)base, it);
-}
-
-static void sq_prune(struct store *base, int64_t before)
-{
-    struct item *it = item_new(OP_PRUNE);
-    it->b.lifted_at = before;
+    struct item *it = item_new((enum op)w->op);
+    it->b = w->b;
     enqueue((struct sqlite_store *)base, it);
 }
 
@@ -355,7 +331,7 @@ static void sq_close(struct store *base)
 }
 
 static const struct store_ops sqlite_ops = {
-    sq_put, sq_lift, sq_expire, sq_load, sq_history, sq_get, sq_prune, sq_close, NULL, NULL,
+    sq_write, sq_load, sq_history, sq_get, sq_close, NULL, NULL,
 };
 
 /* mkdir -p of the folder holding `path`. */

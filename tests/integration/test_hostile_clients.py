@@ -239,7 +239,9 @@ def test_nul_and_8bit_garbage(start_daemon):
     tokens = []
     with Watch(d, "NUL and 8-bit garbage", rss_bound_mb=32) as w:
         rounds = 0
-        while w.more(4) and rounds < 200:
+        # bounded by time (w.more); the round cap only guards a runaway loop
+        # and must not end the load before the prober has had its turns
+        while w.more(4) and rounds < 5000:
             rounds += 1
             with Client(d.port) as c:
                 for g in garbage:
