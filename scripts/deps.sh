@@ -7,7 +7,9 @@ for want in "$@"; do
   case "$want" in
     build) pkgs="$pkgs gcc pkg-config meson ninja-build libevent-dev libssl-dev libsqlite3-dev
                  libhiredis-dev libcrypt-dev libinih-dev libjansson-dev libcmocka-dev openssl" ;;
-    test)  pkgs="$pkgs python3 python3-pytest swaks redis-server sqlite3 procps" ;;
+    # swaks needs its Recommends for STARTTLS and IPv6 (installs skip them).
+    test)  pkgs="$pkgs python3 python3-pytest swaks libnet-ssleay-perl libio-socket-inet6-perl
+                 redis-server redis-tools sqlite3 procps" ;;
     bench) pkgs="$pkgs postfix dovecot-core procps" ;;
     fuzz)  pkgs="$pkgs clang libclang-rt-14-dev" ;;
     *) echo "deps.sh: unknown set '$want'" >&2; exit 2 ;;
