@@ -249,6 +249,7 @@ static bool row_to_block(sqlite3_stmt *st, struct guard_block *b)
 static bool sq_load(struct store *base, int64_t since, int64_t now, store_block_cb cb, void *ctx)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
+    barrier(s);
     /* Blocks that ran out while no daemon was running. */
     sqlite3_stmt *up;
     if (sqlite3_prepare_v2(s->wdb, "UPDATE blocks SET state='expired' WHERE state='blocked' "
@@ -364,7 +365,9 @@ struct store *store_sqlite_open(const struct config *c, char *err, size_t errlen
     if (s == NULL)
         return NULL;
     s->base.ops = &sqlite_ops;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    /* FULLMUTEX: the start-up load marks expired blocks on the caller's
+     * thread; everything else on this connection is the writer's. */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
     if (sqlite3_open_v2(c->store_path, &s->wdb, flags, NULL) != SQLITE_OK ||
         sqlite3_exec(s->wdb, schema, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(s->wdb, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
