@@ -286,8 +286,10 @@ int main(int argc, char **argv)
         {"reason", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* GNU getopt moves options after the command to the front, so both
+     * "--json status IP" and "block IP --for 1h" read as they should. */
     int opt;
-    while ((opt = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
         case 'j': json_out = true; break;
@@ -298,33 +300,11 @@ int main(int argc, char **argv)
         default: usage(); return EXIT_USAGE;
         }
     }
-    /* Options may also follow the command: "block IP --for 1h". */
-    int first = optind;
-    char *words[4];
-    int nw = 0;
-    optind = first;
-    while (optind < argc) {
-        if (argv[optind][0] != '-' || argv[optind][1] == '\0') {
-            if (nw == 4) {
-                usage();
-                return EXIT_USAGE;
-            }
-            words[nw++] = argv[optind++];
-            continue;
-        }
-        opt = getopt_long(argc, argv, "+c:h", opts, NULL);
-        switch (opt) {
-        case 'c': conf = optarg; break;
-        case 'j': json_out = true; break;
-        case 'f': dur = optarg; break;
-        case 'p': permanent = true; break;
-        case 'T': temporary = true; break;
-        case 'r': reason = optarg; break;
-        case -1: break;
-        default: usage(); return EXIT_USAGE;
-        }
-        if (opt == -1)
-            break;
+    char **words = argv + optind;
+    int nw = argc - optind;
+    if (nw > 4) {
+        usage();
+        return EXIT_USAGE;
     }
     if (nw == 0) {
         usage();
