@@ -255,6 +255,8 @@ int main(int argc, char **argv)
         w->mb = pool_mailbox_new(w->base);
         TAILQ_INIT(&w->sessions);
         TAILQ_INIT(&w->rejected);
+        TAILQ_INIT(&w->lingering);
+        w->repoll = -1;
         if (w->base == NULL || w->mb == NULL)
             return fail("cannot create an event base");
     }

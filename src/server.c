@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,20 @@ const struct store_hooks server_store_hooks = {
 
 /* ---- listeners ------------------------------------------------------- */
 
+static void on_repoll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session_rejected_ready(arg);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    session_rejected_reap(arg);
+}
+
 static void resume_accept(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -214,6 +229,14 @@ bool server_bind(struct server *s, char *err, size_t errlen)
         struct worker *w = &s->workers[i];
         if ((w->resume = evtimer_new(w->base, resume_accept, w)) == NULL)
             return snprintf(err, errlen, "out of memory"), false;
+        w->repoll = epoll_create1(EPOLL_CLOEXEC);
+        w->repoll_ev = w->repoll >= 0 ? event_new(w->base, w->repoll, EV_READ | EV_PERSIST,
+                                                  on_repoll, w) : NULL;
+        w->reap_ev = event_new(w->base, -1, EV_PERSIST, on_reap, w);
+        static const struct timeval every = {0, 250000};
+        if (w->repoll_ev == NULL || w->reap_ev == NULL || event_add(w->repoll_ev, NULL) != 0 ||
+            event_add(w->reap_ev, &every) != 0)
+            return snprintf(err, errlen, "cannot set up the worker's reject set"), false;
         for (int j = 0; j < c->nlisten; j++) {
             evutil_socket_t fd = bind_one(&c->listen[j], err, errlen);
             if (fd < 0)
@@ -289,6 +312,12 @@ void server_free(struct server *s)
             evconnlistener_free(w->ls[j]);
         if (w->resume)
             event_free(w->resume);
+        if (w->repoll_ev)
+            event_free(w->repoll_ev);
+        if (w->reap_ev)
+            event_free(w->reap_ev);
+        if (w->repoll >= 0)
+            close(w->repoll);
         pool_mailbox_free(w->mb);
         event_base_free(w->base);
     }

@@ -32,7 +32,11 @@ struct worker {
     struct event *resume;        /* re-enables accept after EMFILE */
     struct pool_mailbox *mb;
     struct session_list sessions;
-    struct rejected_list rejected;
+    /* Connections answered with the 554 (10 s) or hung up on (2 s),
+     * waiting for their last words in an epoll set of the worker's own. */
+    struct rejected_list rejected, lingering;
+    int repoll;
+    struct event *repoll_ev, *reap_ev;
     bool stopping;
 };
 
@@ -91,6 +95,8 @@ void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
                     const struct sockaddr *sa, enum listen_mode mode);
 void session_close_idle(struct worker *w);
 void session_drop_all(struct worker *w);
+void session_rejected_ready(struct worker *w);   /* repoll is readable */
+void session_rejected_reap(struct worker *w);    /* close what ran out of time */
 void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <event2/buffer.h>
@@ -1034,9 +1035,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
  * that answers 503 to everything but QUIT for 10 s (RFC 5321 §3.1). No
  * session object, no buffer, no log line of its own. */
 struct rejected {
-    TAILQ_ENTRY(rejected) link;
+    TAILQ_ENTRY(rejected) link;  /* on w->rejected or w->lingering, oldest first */
     struct worker *w;
-    struct event *ev;
+    int fd;
     int64_t deadline;
     uint16_t col;          /* column in the current line */
     uint8_t quit;          /* how much of "QUIT" the line matched */
@@ -1046,24 +1047,39 @@ struct rejected {
 
 #define LINGER_MS 2000
 
+/*
+ * These connections wait in a worker's own epoll set (w->repoll), which
+ * libevent watches as one descriptor. Per connection that costs one
+ * epoll_ctl(ADD); close() takes the descriptor out of the set by itself,
+ * where a libevent event per connection would also cost an
+ * epoll_ctl(DEL) and a timer. Their deadlines need no timer each: every
+ * entry of a list has the same lifetime, so each list is in deadline order
+ * and a tick reaps from its head.
+ */
 static void rejected_free(struct rejected *r)
 {
-    evutil_socket_t fd = event_get_fd(r->ev);
-    TAILQ_REMOVE(&r->w->rejected, r, link);
-    event_del(r->ev);
-    close(fd);
+    TAILQ_REMOVE(r->draining ? &r->w->lingering : &r->w->rejected, r, link);
+    close(r->fd);
     atomic_fetch_sub(&r->w->srv->clients, 1);
     free(r);
 }
 
-static void rejected_read(evutil_socket_t fd, short what, void *arg)
+static void rejected_drain(struct rejected *r)
 {
-    struct rejected *r = arg;
+    TAILQ_REMOVE(&r->w->rejected, r, link);
+    shutdown(r->fd, SHUT_WR);
+    r->draining = true;
+    r->deadline = util_mono_ms() + LINGER_MS;
+    TAILQ_INSERT_TAIL(&r->w->lingering, r, link);
+}
+
+static void rejected_read(struct rejected *r)
+{
     char buf[512];
-    ssize_t n = what & EV_READ ? recv(fd, buf, sizeof buf, 0) : 0;
-    if (n <= 0 || util_mono_ms() >= r->deadline) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
+    ssize_t n = recv(r->fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
         rejected_free(r);
         return;
     }
@@ -1075,14 +1091,12 @@ static void rejected_read(evutil_socket_t fd, short what, void *arg)
         if (ch == '\n') {
             bool quit = r->quit == 4 && r->col <= 6;
             const char *a = quit ? "221 2.0.0 Bye\r\n" : "503 5.5.1 Bad sequence of commands\r\n";
-            if (send(fd, a, strlen(a), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || quit) {
+            if (send(r->fd, a, strlen(a), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || quit) {
                 rejected_free(r);
                 return;
             }
             if (++r->errors >= ERRORS_MAX) {
-                shutdown(fd, SHUT_WR);
-                r->draining = true;
-                r->deadline = util_mono_ms() + LINGER_MS;
+                rejected_drain(r);
                 return;
             }
             r->col = 0;
@@ -1096,48 +1110,56 @@ static void rejected_read(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static struct rejected *rejected_new(struct worker *w, evutil_socket_t fd, int64_t ms)
+void session_rejected_ready(struct worker *w)
 {
-    /* One allocation: the state and its event together. */
-    struct rejected *r = malloc(sizeof *r + event_get_struct_event_size());
+    struct epoll_event ev[64];
+    int n = epoll_wait(w->repoll, ev, 64, 0);
+    for (int i = 0; i < n; i++)
+        rejected_read(ev[i].data.ptr);
+}
+
+void session_rejected_reap(struct worker *w)
+{
+    int64_t now = util_mono_ms();
+    struct rejected *r;
+    while ((r = TAILQ_FIRST(&w->rejected)) != NULL && r->deadline <= now)
+        rejected_free(r);
+    while ((r = TAILQ_FIRST(&w->lingering)) != NULL && r->deadline <= now)
+        rejected_free(r);
+}
+
+static struct rejected *rejected_new(struct worker *w, evutil_socket_t fd, bool draining)
+{
+    struct rejected *r = calloc(1, sizeof *r);
     if (r == NULL)
         return NULL;
-    memset(r, 0, sizeof *r);
     r->w = w;
-    r->deadline = util_mono_ms() + ms;
-    r->ev = (struct event *)(r + 1);
-    event_assign(r->ev, w->base, fd, EV_READ | EV_PERSIST, rejected_read, r);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    if (event_add(r->ev, &tv) != 0) {
+    r->fd = fd;
+    r->draining = draining;
+    r->deadline = util_mono_ms() + (draining ? LINGER_MS : REJECT_LINGER_MS);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = r};
+    if (epoll_ctl(w->repoll, EPOLL_CTL_ADD, fd, &ev) != 0) {
         free(r);
         return NULL;
     }
-    TAILQ_INSERT_TAIL(&w->rejected, r, link);
+    TAILQ_INSERT_TAIL(draining ? &w->lingering : &w->rejected, r, link);
     return r;
 }
 
 static void linger_fd(struct worker *w, evutil_socket_t fd)
 {
     shutdown(fd, SHUT_WR);
-    struct rejected *r = rejected_new(w, fd, LINGER_MS);
-    if (r == NULL) {
+    if (rejected_new(w, fd, true) == NULL) {
         close(fd);
         atomic_fetch_sub(&w->srv->clients, 1);
-        return;
     }
-    r->draining = true;
 }
 
 void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len)
 {
     /* The greeting fits any socket buffer; a client that cannot take it
      * loses nothing worth keeping. */
-    if (send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-        close(fd);
-        atomic_fetch_sub(&w->srv->clients, 1);
-        return;
-    }
-    if (rejected_new(w, fd, REJECT_LINGER_MS) == NULL) {
+    if (send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || rejected_new(w, fd, false) == NULL) {
         close(fd);
         atomic_fetch_sub(&w->srv->clients, 1);
     }
@@ -1311,5 +1333,7 @@ void session_drop_all(struct worker *w)
         session_free(s);
     struct rejected *r;
     while ((r = TAILQ_FIRST(&w->rejected)) != NULL)
+        rejected_free(r);
+    while ((r = TAILQ_FIRST(&w->lingering)) != NULL)
         rejected_free(r);
 }
