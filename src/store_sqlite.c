@@ -91,6 +91,7 @@ static bool exec_put(sqlite3 *db, const struct guard_block *b)
     return ok;
 }
 
+/* LIFT (id ?1, at ?2, by ?3, why ?4), EXPIRE (id ?1), PRUNE (before ?2). */
 static bool exec_mark(sqlite3 *db, const struct item *it)
 {
     sqlite3_stmt *st;
@@ -98,15 +99,17 @@ static bool exec_mark(sqlite3 *db, const struct item *it)
         ? "UPDATE blocks SET state='lifted', lifted_at=?2, lifted_by=?3, lift_reason=?4 "
           "WHERE id=?1 AND state IN ('blocked','permanent')"
         : it->op == OP_EXPIRE
-        ? "UPDATE blocks SET state='expired' WHERE id=?1 AND state='blocked' AND ?2 >= 0"
+        ? "UPDATE blocks SET state='expired' WHERE id=?1 AND state='blocked'"
         : "DELETE FROM blocks WHERE state IN ('lifted','expired') AND "
-          "COALESCE(lifted_at, expires_at) < ?2 AND ?1 IS NOT NULL";
+          "COALESCE(lifted_at, expires_at) < ?2";
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return false;
     char id[17];
     store_id_format(it->b.id, id);
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, it->b.lifted_at);
+    if (it->op != OP_PRUNE)
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    if (it->op != OP_EXPIRE)
+        sqlite3_bind_int64(st, 2, it->b.lifted_at);
     if (it->op == OP_LIFT) {
         sqlite3_bind_text(st, 3, it->b.lifted_by, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 4, it->b.lift_reason, -1, SQLITE_TRANSIENT);

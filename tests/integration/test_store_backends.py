@@ -16,4 +16,4 @@ def test_store_interface_on_both_backends(redis):  # noqa: F811
     assert r.returncode == 0, out
     # both groups ran, every test passed
     assert "store_redis: skipped" not in out, out
-    assert out.count("[  PASSED  ] 5 test(s).") == 2, out
+    assert out.count("[  PASSED  ] 6 test(s).") == 2, out

@@ -241,6 +241,24 @@ static void test_history_newest_first_and_covering(void **state)
     assert_int_equal(in.n, 3);
 }
 
+/* history_retention: ended blocks older than the cut go, blocks in force
+ * stay whatever their age. */
+static void test_prune(void **state)
+{
+    struct fixture *f = *state;
+    int64_t now = util_now_ms();
+    struct guard_block gone = impose(f, "192.0.2.50", now - 10000);
+    uint64_t id;
+    assert_true(guard_unblock(f->g, &gone.prefix, now - 5000, &id));
+    store_lift(f->s, id, now - 5000, "support", "old");
+    struct guard_block kept = impose(f, "192.0.2.51", now - 10000);
+    store_prune(f->s, now);
+    struct guard_block got;
+    assert_false(f->s->ops->get(f->s, gone.id, &got));
+    assert_true(f->s->ops->get(f->s, kept.id, &got));
+    assert_int_equal(got.state, BLOCK_ACTIVE);
+}
+
 /* What a restarted daemon does: a fresh guard from the store, with the
  * block still in force and the ladder's memory intact. */
 static void test_restart_restores_guard(void **state)
@@ -285,6 +303,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expire, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_history_newest_first_and_covering, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_restart_restores_guard, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_prune, setup_sqlite, teardown),
     };
     const struct CMUnitTest redis[] = {
         cmocka_unit_test_setup_teardown(test_put_then_get, setup_redis, teardown),
@@ -292,6 +311,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expire, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_history_newest_first_and_covering, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_restart_restores_guard, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_prune, setup_redis, teardown),
     };
     int failed = cmocka_run_group_tests_name("store_sqlite", sqlite, NULL, NULL);
     if (getenv("PORTCULLIS_TEST_REDIS") != NULL)
