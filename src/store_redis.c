@@ -1090,11 +1090,16 @@ static void stop_run(void *arg)
 {
     struct redis_store *r = arg;
     r->stopping = true;
-    if (r->ac)
-        redisAsyncDisconnect(r->ac);
-    if (r->sub)
-        redisAsyncDisconnect(r->sub);
+    /* Free now rather than disconnect gracefully: the loop ends here, and a
+     * subscribed connection would never finish. Pending callbacks get no
+     * reply (writes go back to the queue that rs_close frees); the
+     * disconnect callbacks find r->ac and r->sub already cleared. */
+    redisAsyncContext *ac = r->ac, *sub = r->sub;
     r->ac = r->sub = NULL;
+    if (ac != NULL)
+        redisAsyncFree(ac);
+    if (sub != NULL)
+        redisAsyncFree(sub);
     event_base_loopexit(r->evb, NULL);
 }
 
