@@ -292,6 +292,14 @@ int main(int argc, char **argv)
     if (!server_start(&srv))
         return fail("cannot start the worker threads");
     warn_demo(c, srv.users);
+    /* Accepted keys whose features are still to come: say so once, loudly,
+     * rather than let an administrator believe they work. */
+    if (c->reverse_dns)
+        log_event(LOG_WARN, "not_implemented", "key", "[server] reverse_dns",
+                  "effect", "logs and Received: show the address only", NULL);
+    if (c->control_http[0] != '\0')
+        log_event(LOG_WARN, "not_implemented", "key", "[control] http",
+                  "effect", "no HTTP admin API is served; use portcullisctl", NULL);
     char workers[16], blocks[16];
     struct guard_stats gs;
     guard_stats(srv.guard, now, &gs);
