@@ -809,14 +809,3 @@ void guard_stats(struct guard *g, int64_t now, struct guard_stats *out)
     out->bytes += g->heap_cap * sizeof(struct heap_item);
     pthread_mutex_unlock(&g->heap_mu);
 }
-
-void guard_reset_counters(struct guard *g, const struct addr *key)
-{
-    uint64_t h;
-    struct shard *s = shard_of(g, key, &h);
-    pthread_mutex_lock(&s->mu);
-    struct entry *e = find(s, h, key);
-    if (e != NULL)
-        reset_rates(e);
-    pthread_mutex_unlock(&s->mu);
-}

@@ -153,7 +153,5 @@ bool guard_impose(struct guard *g, const struct config *c, const struct addr *ke
                   enum guard_reason why, int64_t first_event, uint32_t events, int64_t now,
                   struct guard_block *made);
 
-/* Resets the counters of a prefix (after a block lifts, counting starts afresh). */
-void guard_reset_counters(struct guard *g, const struct addr *key);
 
 #endif

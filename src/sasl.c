@@ -27,7 +27,7 @@ long sasl_b64_decode(const char *in, size_t inlen, unsigned char *out, size_t ou
         }
     }
     size_t n = inlen / 4 * 3 - pad;
-    if (n + 1 > outlen || (inlen / 4 * 3) + 1 > outlen + 2)
+    if (n + 1 > outlen)
         return -1;
     if (inlen == 0) {
         out[0] = '\0';

@@ -97,6 +97,5 @@ void session_close_idle(struct worker *w);
 void session_drop_all(struct worker *w);
 void session_rejected_ready(struct worker *w);   /* repoll is readable */
 void session_rejected_reap(struct worker *w);    /* close what ran out of time */
-void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len);
 
 #endif

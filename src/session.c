@@ -1155,7 +1155,7 @@ static void linger_fd(struct worker *w, evutil_socket_t fd)
     }
 }
 
-void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len)
+static void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len)
 {
     /* The greeting fits any socket buffer; a client that cannot take it
      * loses nothing worth keeping. */
@@ -1165,17 +1165,16 @@ void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, s
     }
 }
 
-static void log_reject(struct session *s, const struct config *c, int64_t now)
+/* The once-a-minute line for a blocked prefix's 554s (guard_reject_note
+ * decides when; n is 0 in between). */
+static void log_rejects(uint32_t n, const struct addr *prefix)
 {
-    struct addr prefix;
-    uint32_t n = guard_reject_note(s->srv->guard, &s->client, now, &prefix);
     if (n == 0)
         return;
     char p[ADDR_STRLEN], cnt[16];
-    addr_format(&prefix, true, p);
+    addr_format(prefix, true, p);
     snprintf(cnt, sizeof cnt, "%u", n);
     log_event(LOG_INFO, "reject", "ip", p, "count", cnt, "reason", "blocked", NULL);
-    (void)c;
 }
 
 /* The guard's word on this client, then the greeting. */
@@ -1198,11 +1197,14 @@ static void start_dialogue(struct session *s)
     if (v == GUARD_REJECT_BLOCKED || v == GUARD_REJECT_CONCURRENCY) {
         atomic_fetch_add(v == GUARD_REJECT_BLOCKED ? &srv->stats.rejected_blocked
                                                    : &srv->stats.rejected_concurrency, 1);
-        if (v == GUARD_REJECT_BLOCKED)
-            log_reject(s, c, now);
-        else
+        if (v == GUARD_REJECT_BLOCKED) {
+            struct addr prefix;
+            uint32_t n = guard_reject_note(srv->guard, &s->client, now, &prefix);
+            log_rejects(n, &prefix);
+        } else {
             log_event(LOG_INFO, "reject", "ip", s->ip, "session", s->sid, "reason",
                       "concurrency", NULL);
+        }
         s->state = ST_REJECTED;
         s->allowed = true;     /* no 421 on top of the 554 */
         reply(s, "554 %s %s", c->hostname, c->reject_text);
@@ -1257,12 +1259,7 @@ void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
     if (!c->proxy_protocol && !cidr_list_match(&c->allow, &peer) &&
         guard_check_reject(srv->guard, &peer, now, &n, &prefix)) {
         atomic_fetch_add(&srv->stats.rejected_blocked, 1);
-        if (n > 0) {
-            char p[ADDR_STRLEN], cnt[16];
-            addr_format(&prefix, true, p);
-            snprintf(cnt, sizeof cnt, "%u", n);
-            log_event(LOG_INFO, "reject", "ip", p, "count", cnt, "reason", "blocked", NULL);
-        }
+        log_rejects(n, &prefix);
         session_reject_fd(w, fd, c->reject_line, c->reject_line_len);
         config_unref(c);
         return;

@@ -228,7 +228,6 @@ struct redis_store {
     int rechecks;
     redisAsyncContext *ac, *sub;
     atomic_bool up;            /* connected, synchronised and subscribed */
-    bool connecting;
     int backoff_ms;
     bool down_logged;
     bool stopping;
@@ -932,7 +931,6 @@ static void lost(struct redis_store *r, const char *why)
     }
     redisAsyncContext *ac = r->ac, *sub = r->sub;
     r->ac = r->sub = NULL;
-    r->connecting = false;
     /* Freeing from inside hiredis' own callbacks is not allowed; the
      * disconnect callback path has already freed the one that died. */
     if (ac != NULL)
@@ -979,7 +977,6 @@ static void synced(redisAsyncContext *ac, void *reply, void *priv)
         return;
     }
     fetch_and_apply(ac, reply, priv);
-    r->connecting = false;
     r->backoff_ms = 0;
     set_up(r, true);
     /* Nodes that come back together may each publish their write-backs
@@ -1021,7 +1018,6 @@ static void connect_now(struct redis_store *r)
 {
     if (r->stopping || r->ac != NULL || r->sub != NULL)
         return;
-    r->connecting = true;
     r->ac = open_ctx(r);
     r->sub = r->ac ? open_ctx(r) : NULL;
     if (r->ac == NULL || r->sub == NULL) {

@@ -491,24 +491,6 @@ static void test_block_resets_counters(void **state)
     config_unref(c);
 }
 
-static void test_reset_counters(void **state)
-{
-    (void)state;
-    struct config *c = cfg();
-    struct guard *g = guard_new();
-    struct addr cl = A("192.0.2.21");
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + SEC, SEC, 4, NULL), 0);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_UNAUTH, T0 + 5 * SEC, SEC, 3, NULL), 0);
-    struct addr key = addr_prefix_of(&cl, c->ipv4_prefix, c->ipv6_prefix);
-    guard_reset_counters(g, &key);
-    struct guard_status st = status_of(g, c, "192.0.2.21", T0 + 10 * SEC);
-    assert_int_equal(st.auth_failures, 0);
-    assert_int_equal(st.unauth_attempts, 0);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + 11 * SEC, SEC, 5, NULL), 5);
-    guard_free(g);
-    config_unref(c);
-}
-
 /* ---- the ladder --------------------------------------------------------- */
 
 /* One block per round, each round after the previous block expired; checks
@@ -1461,7 +1443,6 @@ int main(void)
         cmocka_unit_test(test_conn_spread_does_not_block),
         cmocka_unit_test(test_unauth_limit),
         cmocka_unit_test(test_block_resets_counters),
-        cmocka_unit_test(test_reset_counters),
         cmocka_unit_test(test_ladder),
         cmocka_unit_test(test_ladder_last_repeats),
         cmocka_unit_test(test_permanent_after_2),
