@@ -209,6 +209,11 @@ def main():
                         "machine (descriptor limit, see the note)")
             else:
                 tgt += f": {verdict(ip['at_start'] >= 100000 and ip['per_bytes'] <= 4096)}"
+        steps = [i for i in (idle("idle-plain-25pct", "portcullisd"), idle("idle-plain-50pct", "portcullisd"), ip)
+                 if i and i["per_bytes"]]
+        if len(steps) > 1:
+            tgt += ("; per connection at " + " / ".join(f"{i['at_start']:,}" for i in steps) + " held: " +
+                    " / ".join(f"{i['per_bytes']:,.0f} B" for i in steps))
         less = "–"
         if ip and ipf and ip["per_bytes"] and ipf["per_bytes"]:
             less = f"{ipf['per_bytes'] / ip['per_bytes']:,.0f}× less memory"
@@ -268,7 +273,7 @@ def main():
     idle_head = ["workload", "server", "wanted", "open after ramp", "open at end", "dropped", "errors",
                  "PSS before", "PSS holding", "per connection"]
     idle_rows = []
-    for wl in ("idle-plain", "idle-tls", "idle-blocked"):
+    for wl in ("idle-plain-25pct", "idle-plain-50pct", "idle-plain", "idle-tls", "idle-blocked"):
         for srv in ("portcullisd", "postfix"):
             i = idle(wl, srv)
             if not i:

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1091,7 +1093,10 @@ static void rejected_read(struct rejected *r)
         if (ch == '\n') {
             bool quit = r->quit == 4 && r->col <= 6;
             const char *a = quit ? "221 2.0.0 Bye\r\n" : "503 5.5.1 Bad sequence of commands\r\n";
-            if (send(r->fd, a, strlen(a), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || quit) {
+            /* The 221 is corked (MSG_MORE) so that close() sends it and the
+             * FIN in one segment. */
+            int more = quit ? MSG_MORE : 0;
+            if (send(r->fd, a, strlen(a), MSG_NOSIGNAL | MSG_DONTWAIT | more) < 0 || quit) {
                 rejected_free(r);
                 return;
             }
@@ -1158,7 +1163,11 @@ static void linger_fd(struct worker *w, evutil_socket_t fd)
 static void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len)
 {
     /* The greeting fits any socket buffer; a client that cannot take it
-     * loses nothing worth keeping. */
+     * loses nothing worth keeping. Delayed ACKs from the start: the kernel
+     * would otherwise ACK the client's QUIT in a segment of its own, just
+     * before the 221 that can carry that ACK. */
+    int off = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &off, sizeof off);
     if (send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || rejected_new(w, fd, false) == NULL) {
         close(fd);
         atomic_fetch_sub(&w->srv->clients, 1);
