@@ -22,7 +22,7 @@ targets=${FUZZ_TARGETS:-$all}
 cc=${CC:-clang}
 bin=build-fuzz
 out=fuzz/out
-srcs="util addr config smtp_parse smtp_data sasl proxy"
+srcs="util addr config smtp_parse smtp_data sasl proxy ctlreq"
 cflags="-std=c11 -D_GNU_SOURCE -I src -I fuzz -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all"
 libs="-linih -lcrypto -ljansson -lpthread"
 

@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
+#include "ctlreq.h"
 #include "log.h"
 #include "util.h"
 
@@ -96,31 +97,20 @@ static json_t *block_by_id(struct server *s, uint64_t id, const struct addr *pre
 
 /* ---- requests -------------------------------------------------------- */
 
+/* One request, checked by ctlreq_parse(); what is left to go wrong here
+ * needs the server (the store, the guard, a reload). */
 struct req {
     struct server *srv;
     struct config *cfg;
-    json_t *in;
+    const struct ctlreq *q;
     const char *err;
-    char errbuf[256];
+    char errbuf[CTLREQ_ERR_MAX];
     int64_t now;
 };
 
-static bool req_prefix(struct req *r, struct addr *prefix, char *given, size_t glen)
+static struct addr req_prefix(const struct req *r)
 {
-    const char *ip = json_string_value(json_object_get(r->in, "ip"));
-    struct addr a;
-    if (ip == NULL || !addr_parse(ip, true, &a)) {
-        const char *what = ip ? ip : "(none)";
-        snprintf(r->errbuf, sizeof r->errbuf, "not an address or prefix: %.*s",
-                 (int)util_utf8_cut(what, 200), what);
-        r->err = r->errbuf;
-        return false;
-    }
-    if (given != NULL)
-        util_strlcpy(given, ip, glen);
-    /* An address stands for its counting prefix; a CIDR for itself. */
-    *prefix = strchr(ip, '/') ? a : addr_prefix_of(&a, r->cfg->ipv4_prefix, r->cfg->ipv6_prefix);
-    return true;
+    return ctlreq_prefix(r->q, r->cfg->ipv4_prefix, r->cfg->ipv6_prefix);
 }
 
 static void newest_cb(void *ctx, const struct guard_block *b)
@@ -130,10 +120,7 @@ static void newest_cb(void *ctx, const struct guard_block *b)
 
 static json_t *do_status(struct req *r)
 {
-    struct addr p;
-    char given[ADDR_STRLEN + 8];
-    if (!req_prefix(r, &p, given, sizeof given))
-        return NULL;
+    struct addr p = req_prefix(r);
     struct guard_status gs;
     guard_status(r->srv->guard, r->cfg, &p, r->now, &gs);
     struct store *st = r->srv->store;
@@ -148,7 +135,7 @@ static json_t *do_status(struct req *r)
     char prefix[ADDR_STRLEN];
     addr_format(&p, true, prefix);
     json_t *o = json_object();
-    json_object_set_new(o, "address", json_string(given));
+    json_object_set_new(o, "address", json_string(r->q->ip));
     json_object_set_new(o, "prefix", json_string(prefix));
     json_object_set_new(o, "state", json_string(!gs.blocked ? "clear"
                                                : gs.state == BLOCK_PERMANENT ? "permanent" : "blocked"));
@@ -182,9 +169,7 @@ static void history_cb(void *ctx, const struct guard_block *b)
 
 static json_t *do_history(struct req *r)
 {
-    struct addr p;
-    if (!req_prefix(r, &p, NULL, 0))
-        return NULL;
+    struct addr p = req_prefix(r);
     char prefix[ADDR_STRLEN];
     addr_format(&p, true, prefix);
     struct history_ctx h = {json_array(), r->now};
@@ -208,14 +193,14 @@ struct list_item {
 struct list_ctx {
     struct list_item *v;
     size_t n, cap;
-    int filter;    /* 0 all, 1 permanent, 2 temporary */
+    enum ctlreq_filter filter;
 };
 
 static void list_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_t until)
 {
     struct list_ctx *l = ctx;
     bool perm = until == INT64_MAX;
-    if ((l->filter == 1 && !perm) || (l->filter == 2 && perm))
+    if ((l->filter == CTLREQ_PERMANENT && !perm) || (l->filter == CTLREQ_TEMPORARY && perm))
         return;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
@@ -230,14 +215,7 @@ static void list_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_t u
 
 static json_t *do_list(struct req *r)
 {
-    const char *f = json_string_value(json_object_get(r->in, "filter"));
-    struct list_ctx l = {NULL, 0, 0, 0};
-    l.filter = f == NULL || strcmp(f, "all") == 0 ? 0 : strcmp(f, "permanent") == 0 ? 1
-             : strcmp(f, "temporary") == 0 ? 2 : -1;
-    if (l.filter < 0) {
-        r->err = "filter is all, permanent or temporary";
-        return NULL;
-    }
+    struct list_ctx l = {NULL, 0, 0, r->q->filter};
     guard_list(r->srv->guard, r->now, list_cb, &l);
     json_t *arr = json_array();
     for (size_t i = 0; i < l.n; i++)
@@ -247,12 +225,6 @@ static json_t *do_list(struct req *r)
     json_t *o = json_object();
     json_object_set_new(o, "blocks", arr);
     return o;
-}
-
-static const char *req_text(struct req *r, const char *key, const char *def)
-{
-    const char *v = json_string_value(json_object_get(r->in, key));
-    return v != NULL ? v : def;
 }
 
 static void log_block_change(const char *event, const struct guard_block *b, const char *by,
@@ -271,19 +243,11 @@ static void log_block_change(const char *event, const struct guard_block *b, con
 
 static json_t *do_block(struct req *r)
 {
-    struct addr p;
-    if (!req_prefix(r, &p, NULL, 0))
-        return NULL;
-    json_t *d = json_object_get(r->in, "duration_ms");
-    if (!json_is_integer(d) || (json_integer_value(d) <= 0 && json_integer_value(d) != -1)) {
-        r->err = "duration_ms is a positive number, or -1 for permanent";
-        return NULL;
-    }
-    const char *by = req_text(r, "by", "portcullisctl");
-    const char *why = req_text(r, "reason", "");
+    struct addr p = req_prefix(r);
+    const char *by = r->q->by, *why = r->q->reason;
     struct guard_block made, old;
     bool had_old;
-    guard_block_manual(r->srv->guard, &p, json_integer_value(d), r->now, &made, &old, &had_old);
+    guard_block_manual(r->srv->guard, &p, r->q->duration_ms, r->now, &made, &old, &had_old);
     if (made.id == 0) {
         r->err = "out of memory";
         return NULL;
@@ -301,11 +265,8 @@ static json_t *do_block(struct req *r)
 
 static json_t *do_unblock(struct req *r)
 {
-    struct addr p;
-    if (!req_prefix(r, &p, NULL, 0))
-        return NULL;
-    const char *by = req_text(r, "by", "portcullisctl");
-    const char *why = req_text(r, "reason", "");
+    struct addr p = req_prefix(r);
+    const char *by = r->q->by, *why = r->q->reason;
     uint64_t id;
     bool lifted = guard_unblock(r->srv->guard, &p, r->now, &id);
     if (!lifted) {
@@ -367,46 +328,25 @@ static json_t *do_reload(struct req *r)
     return json_object();
 }
 
-static const struct {
-    const char *name;
-    json_t *(*fn)(struct req *r);
-} commands[] = {
-    {"status", do_status}, {"history", do_history}, {"list", do_list},
-    {"block", do_block}, {"unblock", do_unblock}, {"stats", do_stats},
-    {"reload", do_reload},
+static json_t *(*const commands[CTLREQ_NCMD])(struct req *r) = {
+    [CTLREQ_STATUS] = do_status, [CTLREQ_HISTORY] = do_history, [CTLREQ_LIST] = do_list,
+    [CTLREQ_BLOCK] = do_block, [CTLREQ_UNBLOCK] = do_unblock, [CTLREQ_STATS] = do_stats,
+    [CTLREQ_RELOAD] = do_reload,
 };
 
 static char *handle(struct server *srv, const char *line, size_t len)
 {
-    json_error_t jerr;
-    struct req r = {.srv = srv, .now = util_now_ms()};
-    r.in = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    struct ctlreq q;
+    struct req r = {.srv = srv, .q = &q, .now = util_now_ms()};
     json_t *result = NULL;
-    if (!json_is_object(r.in)) {
-        r.err = "the request is not a JSON object";
+    if (ctlreq_parse(line, len, &q, r.errbuf)) {
+        r.cfg = server_config(srv);
+        result = commands[q.cmd](&r);
+        config_unref(r.cfg);
     } else {
-        const char *cmd = json_string_value(json_object_get(r.in, "cmd"));
-        r.err = "unknown command";
-        for (size_t i = 0; cmd != NULL && i < ARRAY_LEN(commands); i++) {
-            if (strcmp(cmd, commands[i].name) == 0) {
-                r.err = NULL;
-                r.cfg = server_config(srv);
-                result = commands[i].fn(&r);
-                config_unref(r.cfg);
-                break;
-            }
-        }
+        r.err = r.errbuf;
     }
-    json_t *reply = json_object();
-    json_object_set_new(reply, "ok", json_boolean(result != NULL));
-    if (result != NULL)
-        json_object_set_new(reply, "result", result);
-    else
-        json_object_set_new(reply, "error", json_string(r.err ? r.err : "failed"));
-    char *out = json_dumps(reply, JSON_COMPACT);
-    json_decref(reply);
-    json_decref(r.in);
-    return out;
+    return ctlreq_reply(result, r.err);
 }
 
 /* ---- the socket -------------------------------------------------------- */
@@ -435,17 +375,17 @@ static void conn_read(struct bufferevent *bev, void *arg)
         size_t eol;
         struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
         if (p.pos < 0) {
-            if (evbuffer_get_length(in) > CONTROL_REQUEST_MAX) {
+            if (evbuffer_get_length(in) > CTLREQ_MAX) {
                 evbuffer_drain(in, evbuffer_get_length(in));
-                bufferevent_write(bev, "{\"ok\":false,\"error\":\"request too long\"}\n", 40);
+                bufferevent_write(bev, CTLREQ_TOO_LONG, strlen(CTLREQ_TOO_LONG));
                 bufferevent_disable(bev, EV_READ);
             }
             return;
         }
         size_t n = (size_t)p.pos;
-        if (n > CONTROL_REQUEST_MAX) {
+        if (n > CTLREQ_MAX) {
             evbuffer_drain(in, n + eol);
-            bufferevent_write(bev, "{\"ok\":false,\"error\":\"request too long\"}\n", 40);
+            bufferevent_write(bev, CTLREQ_TOO_LONG, strlen(CTLREQ_TOO_LONG));
             continue;
         }
         char *line = malloc(n + 1);

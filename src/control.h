@@ -1,15 +1,13 @@
 /* control: the admin socket (unix, 0600, peer uid checked). One JSON
  * request per line in, one JSON reply per line out; bad input gets an
- * error reply, never takes the daemon down. */
+ * error reply, never takes the daemon down. A request's checks and its
+ * bound (CTLREQ_MAX) are in ctlreq.h. */
 #ifndef PORTCULLIS_CONTROL_H
 #define PORTCULLIS_CONTROL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include "server.h"
-
-/* Requests are bounded: a longer line is refused and the connection closed. */
-#define CONTROL_REQUEST_MAX 65536
 
 struct control;
 struct control *control_start(struct server *s, const char *path, char *err, size_t errlen);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "addr.h"
 #include "config.h"
+#include "ctlreq.h"
 #include "users.h"
 #include "util.h"
 
@@ -269,12 +270,6 @@ static int do_passwd(const struct config *c, const char *address)
 
 /* ---- main -------------------------------------------------------------- */
 
-static bool valid_ip(const char *ip)
-{
-    struct addr a;
-    return addr_parse(ip, true, &a);
-}
-
 int main(int argc, char **argv)
 {
     const char *conf = getenv("PORTCULLIS_CONF") ? getenv("PORTCULLIS_CONF") : DEFAULT_CONF;
@@ -319,39 +314,43 @@ int main(int argc, char **argv)
     json_t *req = json_object();
     json_object_set_new(req, "cmd", json_string(cmd));
     int code = EXIT_OK;
-    bool needs_ip = strcmp(cmd, "status") == 0 || strcmp(cmd, "history") == 0 ||
-                    strcmp(cmd, "block") == 0 || strcmp(cmd, "unblock") == 0;
     if (strcmp(cmd, "passwd") == 0) {
         code = nw == 2 ? do_passwd(c, words[1]) : (usage(), EXIT_USAGE);
         json_decref(req);
         config_unref(c);
         return code;
     }
-    if (needs_ip) {
+    /* The daemon's own command table and address check (ctlreq.c), so a
+     * bad request is a usage error here rather than a reply from there. */
+    enum ctlreq_cmd kind = CTLREQ_STATS;
+    bool known = ctlreq_command(cmd, &kind);
+    if (known && ctlreq_takes_ip(kind)) {
         if (nw != 2) {
             usage();
             code = EXIT_USAGE;
             goto out;
         }
-        if (!valid_ip(words[1])) {
-            code = die(EXIT_USAGE, "not an address or prefix: %s", words[1]);
+        struct addr a;
+        char ip_err[CTLREQ_ERR_MAX];
+        if (!ctlreq_ip(words[1], &a, ip_err, sizeof ip_err)) {
+            code = die(EXIT_USAGE, "%s", ip_err);
             goto out;
         }
         json_object_set_new(req, "ip", json_string(words[1]));
-    } else if (nw != 1 || (strcmp(cmd, "list") != 0 && strcmp(cmd, "stats") != 0 &&
-                           strcmp(cmd, "reload") != 0)) {
+    } else if (!known || nw != 1) {
         usage();
         code = EXIT_USAGE;
         goto out;
     }
-    if (strcmp(cmd, "list") == 0) {
+    if (kind == CTLREQ_LIST) {
         if (permanent && temporary) {
             code = die(EXIT_USAGE, "--permanent or --temporary, not both");
             goto out;
         }
-        json_object_set_new(req, "filter", json_string(permanent ? "permanent" : temporary ? "temporary" : "all"));
+        enum ctlreq_filter f = permanent ? CTLREQ_PERMANENT : temporary ? CTLREQ_TEMPORARY : CTLREQ_ALL;
+        json_object_set_new(req, "filter", json_string(ctlreq_filter_name(f)));
     }
-    if (strcmp(cmd, "block") == 0) {
+    if (kind == CTLREQ_BLOCK) {
         int64_t ms = config_ban_ms(c, 1);
         if (permanent && dur) {
             code = die(EXIT_USAGE, "--for or --permanent, not both");
@@ -379,19 +378,19 @@ int main(int argc, char **argv)
             char *t = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
             printf("%s\n", t);
             free(t);
-        } else if (strcmp(cmd, "status") == 0) {
+        } else if (kind == CTLREQ_STATUS) {
             print_status(r);
-        } else if (strcmp(cmd, "history") == 0) {
+        } else if (kind == CTLREQ_HISTORY) {
             printf("history of %s, newest first:\n", s(r, "prefix"));
             print_blocks(json_object_get(r, "blocks"), "  no blocks on record");
-        } else if (strcmp(cmd, "list") == 0) {
+        } else if (kind == CTLREQ_LIST) {
             print_blocks(json_object_get(r, "blocks"), "no blocks in force");
-        } else if (strcmp(cmd, "stats") == 0) {
+        } else if (kind == CTLREQ_STATS) {
             print_stats(r);
-        } else if (strcmp(cmd, "block") == 0) {
+        } else if (kind == CTLREQ_BLOCK) {
             printf("blocked: ");
             print_block(r, "");
-        } else if (strcmp(cmd, "unblock") == 0) {
+        } else if (kind == CTLREQ_UNBLOCK) {
             printf("lifted: ");
             print_block(r, "");
         } else {
