@@ -314,3 +314,30 @@ def test_reload_turns_it_on_and_resolver_needs_restart(start_daemon, dns):
     d.write_config(server={"resolver": "127.0.0.1:9"})
     d.send_signal(signal.SIGHUP)
     d.wait_log(r"event=reload_partial hint=\"resolver changes at restart\"", start=mark)
+
+
+def test_proxy_protocol_looks_up_the_real_client(start_daemon, dns):
+    dns.add(reverse_name("192.0.2.7"), "PTR", "real.client.test.")
+    dns.add("real.client.test", "A", "192.0.2.7")
+    d = start(start_daemon, dns, proxy_protocol="yes", proxy_from="127.0.0.1/32")
+    mark = d.mark()
+    r = d.raw()
+    try:
+        r.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 587\r\n")
+        assert r.read_reply()[0] == 220
+        line = rdns_line(d, mark)
+        assert line["ip"] == "192.0.2.7" and line["name"] == "real.client.test", line
+        assert dns.names_asked("PTR") == [reverse_name("192.0.2.7")]
+        # a health check of the balancer (PROXY v1 UNKNOWN) names no client
+        h = d.raw()
+        try:
+            h.send(b"PROXY UNKNOWN\r\n")
+            assert h.read_reply()[0] == 220
+            assert h.cmd("QUIT")[0] == 221
+        finally:
+            h.close()
+        time.sleep(0.3)
+        assert dns.count("PTR") == 1, dns.queries
+        assert r.cmd("QUIT")[0] == 221
+    finally:
+        r.close()
