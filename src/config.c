@@ -36,6 +36,7 @@ static const struct key keys[] = {
     {"server", "proxy_from", K_CIDR, N(proxy_from), 0, 0},
     {"server", "user", K_STR, F(user), 0, 0},
     {"server", "reverse_dns", K_BOOL, N(reverse_dns), 0, 0},
+    {"server", "resolver", K_SPECIAL, N(resolver), 0, 0},
     {"tls", "cert", K_PATH, F(tls_cert), 0, 0},
     {"tls", "key", K_PATH, F(tls_key), 0, 0},
     {"tls", "require_tls_for_auth", K_BOOL, N(require_tls_for_auth), 0, 0},
@@ -122,6 +123,43 @@ static bool parse_listen_one(const char *w, struct listen_addr *l)
     return true;
 }
 
+/* "IP", "IP:PORT", "V6", "[V6]" or "[V6]:PORT"; the port defaults to 53. */
+static bool parse_resolver_one(const char *w, struct resolver_addr *r)
+{
+    char host[ADDR_STRLEN];
+    const char *port = NULL;
+    size_t hostlen;
+    if (w[0] == '[') {
+        const char *close = strchr(w, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+            return false;
+        hostlen = (size_t)(close - w - 1);
+        w++;
+        if (close[1] == ':')
+            port = close + 2;
+    } else {
+        const char *colon = strchr(w, ':');
+        /* One colon: IPv4 with a port. More: a bare IPv6 address. */
+        if (colon != NULL && strchr(colon + 1, ':') == NULL) {
+            hostlen = (size_t)(colon - w);
+            port = colon + 1;
+        } else {
+            hostlen = strlen(w);
+        }
+    }
+    if (hostlen == 0 || hostlen >= sizeof host)
+        return false;
+    memcpy(host, w, hostlen);
+    host[hostlen] = '\0';
+    long p = 53;
+    if (port != NULL && !util_parse_long(port, 1, 65535, &p))
+        return false;
+    if (!addr_parse(host, false, &r->addr))
+        return false;
+    r->port = (uint16_t)p;
+    return true;
+}
+
 static bool parse_special(struct parse_ctx *p, const struct key *k, const char *v)
 {
     struct config *c = p->c;
@@ -143,6 +181,22 @@ static bool parse_special(struct parse_ctx *p, const struct key *k, const char *
         if (n == 0)
             return snprintf(p->msg, sizeof p->msg, "no address given"), false;
         c->nlisten = n;
+        return true;
+    }
+    if (strcmp(name, "resolver") == 0) {
+        int n = 0;
+        char buf[1024];
+        if (util_strlcpy(buf, v, sizeof buf) >= sizeof buf)
+            return snprintf(p->msg, sizeof p->msg, "too long"), false;
+        for (char *save, *w = strtok_r(buf, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
+            if (n == CONFIG_MAX_RESOLVERS)
+                return snprintf(p->msg, sizeof p->msg, "more than %d nameservers", CONFIG_MAX_RESOLVERS), false;
+            if (!parse_resolver_one(w, &c->resolver[n]))
+                return snprintf(p->msg, sizeof p->msg,
+                                "'%s' is not a nameserver address: IP, IP:PORT or [V6]:PORT", w), false;
+            n++;
+        }
+        c->nresolver = n;    /* none: the system's resolvers */
         return true;
     }
     if (strcmp(name, "workers") == 0) {

@@ -27,6 +27,13 @@ enum log_format { LOG_LOGFMT, LOG_JSON };
 #define CONFIG_MAX_BANS 16
 #define CONFIG_MAX_PERMANENT_AFTER 16
 #define CONFIG_PATH_MAX 1024
+#define CONFIG_MAX_RESOLVERS 8
+
+/* A nameserver for the reverse DNS lookups. */
+struct resolver_addr {
+    struct addr addr;
+    uint16_t port;
+};
 
 struct config {
     atomic_int refs;
@@ -47,6 +54,8 @@ struct config {
     struct cidr_list proxy_from;
     char user[64];
     bool reverse_dns;
+    struct resolver_addr resolver[CONFIG_MAX_RESOLVERS];
+    int nresolver;                       /* 0: the system's, /etc/resolv.conf */
 
     /* [tls] */
     char tls_cert[CONFIG_PATH_MAX];      /* absolute, or "" */

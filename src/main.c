@@ -15,6 +15,7 @@
 #include "control.h"
 #include "deliver.h"
 #include "log.h"
+#include "rdns.h"
 #include "server.h"
 #include "tls.h"
 #include "util.h"
@@ -80,6 +81,10 @@ bool daemon_reload(struct server *s, char *err, size_t errlen)
     if (oldc->nlisten != c->nlisten || memcmp(oldc->listen, c->listen, sizeof c->listen) != 0 ||
         oldc->workers != c->workers)
         log_event(LOG_WARN, "reload_partial", "hint", "listen and workers change at restart", NULL);
+    /* Each worker's resolver is built once, at start. */
+    if (oldc->nresolver != c->nresolver ||
+        memcmp(oldc->resolver, c->resolver, sizeof c->resolver) != 0)
+        log_event(LOG_WARN, "reload_partial", "hint", "resolver changes at restart", NULL);
     log_configure(c->log_level, c->log_format);
     char n[16];
     snprintf(n, sizeof n, "%zu", users_count(u));
@@ -259,6 +264,10 @@ int main(int argc, char **argv)
         w->repoll = -1;
         if (w->base == NULL || w->mb == NULL)
             return fail("cannot create an event base");
+        /* Always, so that a reload may turn reverse_dns on; without
+         * lookups it sends nothing and keeps no event on the loop. */
+        if ((w->dns = rdns_base_new(w->base, c, err, sizeof err)) == NULL)
+            return fail(err);
     }
     if (!server_bind(&srv, err, sizeof err))
         return fail(err);
@@ -294,9 +303,6 @@ int main(int argc, char **argv)
     warn_demo(c, srv.users);
     /* Accepted keys whose features are still to come: say so once, loudly,
      * rather than let an administrator believe they work. */
-    if (c->reverse_dns)
-        log_event(LOG_WARN, "not_implemented", "key", "[server] reverse_dns",
-                  "effect", "logs and Received: show the address only", NULL);
     if (c->control_http[0] != '\0')
         log_event(LOG_WARN, "not_implemented", "key", "[control] http",
                   "effect", "no HTTP admin API is served; use portcullisctl", NULL);

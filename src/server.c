@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <event2/dns.h>
 #include <event2/thread.h>
 #include "log.h"
 #include "util.h"
@@ -308,6 +309,12 @@ void server_free(struct server *s)
         struct worker *w = &s->workers[i];
         event_base_loop(w->base, EVLOOP_NONBLOCK);
         session_drop_all(w);
+        if (w->dns != NULL) {
+            /* The sessions cancelled their lookups; evdns answers each
+             * cancel on the loop, which is when the lookups are freed. */
+            evdns_base_free(w->dns, 1);
+            event_base_loop(w->base, EVLOOP_NONBLOCK);
+        }
         for (int j = 0; j < w->nls; j++)
             evconnlistener_free(w->ls[j]);
         if (w->resume)

@@ -18,6 +18,7 @@
 
 struct session;
 struct rejected;
+struct evdns_base;
 TAILQ_HEAD(session_list, session);
 TAILQ_HEAD(rejected_list, rejected);
 
@@ -31,6 +32,7 @@ struct worker {
     int nls;
     struct event *resume;        /* re-enables accept after EMFILE */
     struct pool_mailbox *mb;
+    struct evdns_base *dns;      /* reverse DNS lookups of this worker's clients */
     struct session_list sessions;
     /* Connections answered with the 554 (10 s) or hung up on (2 s),
      * waiting for their last words in an epoll set of the worker's own. */

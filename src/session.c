@@ -24,6 +24,7 @@
 #include "deliver.h"
 #include "log.h"
 #include "proxy.h"
+#include "rdns.h"
 #include "sasl.h"
 #include "server.h"
 #include "smtp_data.h"
@@ -65,6 +66,10 @@ struct session {
     bool counted, allowed, esmtp, tls, authed, busy, closing, dead, discard_line, tls_closed;
     bool linger;                 /* we hang up on a client that may still be sending */
     bool peer_gone;
+    bool proxy_local;            /* the proxy's own health check: no client to name */
+    bool rdns_asked;             /* reverse_dns: Received: says "name" or "unknown" */
+    struct rdns *rdns;           /* the lookup, while in flight */
+    char *rdns_name;             /* its confirmed name; NULL: unknown */
     unsigned errors;
     char helo[256];
     char user[SASL_USER_MAX];
@@ -122,6 +127,9 @@ static void session_free(struct session *s)
     }
     if (s->counted)
         guard_disconnect(srv->guard, s->cfg, &s->client);
+    if (s->rdns != NULL)
+        rdns_cancel(s->rdns);    /* its callback will not find us */
+    free(s->rdns_name);
     log_event(LOG_DEBUG, "close", "ip", s->ip, "session", s->sid, NULL);
     TAILQ_REMOVE(&s->w->sessions, s, link);
     if (s->bev != NULL)
@@ -713,8 +721,13 @@ static char *build_head(struct session *s, const char *id, size_t *len)
         if (ssl != NULL)
             tls_describe(ssl, tlsinfo, sizeof tlsinfo);
     }
-    evbuffer_add_printf(h, "Received: from %s ([%s])\n\tby %s (Portcullis) with %s id %s",
-                        s->helo, s->ip, s->cfg->hostname, protocol(s), id);
+    /* RFC 5321 §4.4 TCP-info, Postfix style: the name only when confirmed
+     * forward, "unknown" when looked up (or still looking: the message
+     * never waits for DNS). */
+    const char *name = !s->rdns_asked ? NULL : s->rdns_name != NULL ? s->rdns_name : "unknown";
+    evbuffer_add_printf(h, "Received: from %s (%s%s[%s])\n\tby %s (Portcullis) with %s id %s",
+                        s->helo, name != NULL ? name : "", name != NULL ? " " : "", s->ip,
+                        s->cfg->hostname, protocol(s), id);
     if (tlsinfo[0] != '\0')
         evbuffer_add_printf(h, "\n\t(using %s)", tlsinfo);
     if (s->authed)
@@ -955,6 +968,7 @@ static bool read_proxy(struct session *s)
     if (r.local) {
         /* The proxy speaking for itself (health check): never counted. */
         s->allowed = true;
+        s->proxy_local = true;
     } else {
         s->client = r.src;
         addr_format(&s->client, false, s->ip);
@@ -1186,6 +1200,29 @@ static void log_rejects(uint32_t n, const struct addr *prefix)
     log_event(LOG_INFO, "reject", "ip", p, "count", cnt, "reason", "blocked", NULL);
 }
 
+/* ---- reverse DNS ---------------------------------------------------------- */
+
+static void rdns_done(void *arg, const char *name, const char *why, const char *ptr)
+{
+    struct session *s = arg;
+    s->rdns = NULL;
+    if (name != NULL)
+        s->rdns_name = strdup(name);   /* out of memory: "unknown" */
+    log_event(LOG_INFO, "rdns", "ip", s->ip, "session", s->sid, "name", name ? name : "unknown",
+              "why", why, "ptr", name == NULL ? ptr : NULL, NULL);
+}
+
+/* Runs beside the dialogue: the greeting does not wait for it. */
+static void rdns_begin(struct session *s)
+{
+    s->rdns_asked = true;
+    if (s->w->dns != NULL)
+        s->rdns = rdns_start(s->w->dns, s->w->base, &s->client, rdns_done, s);
+    if (s->rdns == NULL)
+        log_event(LOG_INFO, "rdns", "ip", s->ip, "session", s->sid, "name", "unknown",
+                  "why", "error", NULL);
+}
+
 /* The guard's word on this client, then the greeting. */
 static void start_dialogue(struct session *s)
 {
@@ -1247,6 +1284,8 @@ static void start_dialogue(struct session *s)
     s->state = ST_CMD;
     struct timeval tv = {c->timeout_command_ms / 1000, (c->timeout_command_ms % 1000) * 1000};
     bufferevent_set_timeouts(s->bev, &tv, &tv);
+    if (c->reverse_dns && !s->proxy_local)
+        rdns_begin(s);
     reply(s, "220 %s ESMTP Portcullis", c->hostname);
 }
 

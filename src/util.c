@@ -141,6 +141,36 @@ bool util_strcaseprefix(const char *s, const char *prefix)
     return strncasecmp(s, prefix, strlen(prefix)) == 0;
 }
 
+bool util_dns_name_valid(const char *name)
+{
+    size_t n = strlen(name), label = 0;
+    bool digits_only = true;
+    if (n == 0 || n > UTIL_DNS_NAME_MAX)
+        return false;
+    for (size_t i = 0; i <= n; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch == '.' || ch == '\0') {
+            if (label == 0 || label > 63 || name[i - 1] == '-')
+                return false;
+            if (ch == '\0')
+                break;
+            label = 0;
+            digits_only = true;
+            continue;
+        }
+        bool digit = ch >= '0' && ch <= '9';
+        bool letter = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        if (!digit && !letter && ch != '-')
+            return false;
+        if (ch == '-' && label == 0)
+            return false;
+        if (!digit)
+            digits_only = false;
+        label++;
+    }
+    return !digits_only;
+}
+
 void util_random(void *buf, size_t len)
 {
     if (RAND_bytes(buf, (int)len) != 1)

@@ -38,6 +38,14 @@ size_t util_strlcpy(char *dst, const char *src, size_t size);
 size_t util_utf8_cut(const char *s, size_t max);
 bool util_strcaseprefix(const char *s, const char *prefix);
 
+/* A host name fit for a Received: header and a log: letter-digit-hyphen
+ * labels of 1 to 63 characters (no hyphen at either end) joined by single
+ * dots, 253 characters at most, no trailing dot, and a last label that is
+ * not all digits (a PTR record saying "127.0.0.1" names no host). A PTR
+ * record can hold any bytes; only what passes this is ever copied out. */
+#define UTIL_DNS_NAME_MAX 253
+bool util_dns_name_valid(const char *name);
+
 /* Random bytes from OpenSSL; aborts if the RNG fails (nothing sane to do). */
 void util_random(void *buf, size_t len);
 /* A queue id / block id: 16 uppercase hex digits, unique enough across nodes. */

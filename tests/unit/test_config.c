@@ -106,6 +106,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->proxy_from.v[0].bits, 32);
     assert_string_equal(c->user, "");
     assert_false(c->reverse_dns);
+    assert_int_equal(c->nresolver, 0);         /* /etc/resolv.conf */
 
     assert_string_equal(c->tls_cert, "");
     assert_string_equal(c->tls_key, "");
@@ -186,6 +187,7 @@ static const char GOOD[] =
     "proxy_from = 10.0.0.0/8 192.168.1.1/32 2001:db8::/32\n"
     "user = nobody\n"
     "reverse_dns = yes\n"
+    "resolver = 127.0.0.1:5353\n"
     "\n"
     "[tls]\n"
     "cert = tls/cert.pem\n"
@@ -295,6 +297,8 @@ static void test_good_file(void **state)
     assert_int_equal(c->proxy_from.v[2].family, AF_INET6);
     assert_string_equal(c->user, "nobody");
     assert_true(c->reverse_dns);
+    assert_int_equal(c->nresolver, 1);
+    assert_int_equal(c->resolver[0].port, 5353);
 
     join(want, sizeof want, tmpdir, "tls/cert.pem");
     assert_string_equal(c->tls_cert, want);
@@ -441,6 +445,52 @@ static void test_listen_forms(void **state)
     config_unref(c);
 }
 
+static void test_resolver_forms(void **state)
+{
+    (void)state;
+    char path[PATH_MAX], err[512];
+    struct config *c = load_text(
+        "[server]\n"
+        "resolver = 192.0.2.53 127.0.0.1:5353 [2001:db8::53]:5300 ::1 [::2]\n",
+        path, sizeof path, err, sizeof err);
+    if (c == NULL)
+        fail_msg("config_load failed: %s", err);
+    assert_int_equal(c->nresolver, 5);
+    assert_int_equal(c->resolver[0].addr.family, AF_INET);
+    assert_int_equal(c->resolver[0].addr.b[0], 192);
+    assert_int_equal(c->resolver[0].addr.b[3], 53);
+    assert_int_equal(c->resolver[0].port, 53);
+    assert_int_equal(c->resolver[1].addr.family, AF_INET);
+    assert_int_equal(c->resolver[1].addr.b[0], 127);
+    assert_int_equal(c->resolver[1].port, 5353);
+    assert_int_equal(c->resolver[2].addr.family, AF_INET6);
+    assert_int_equal(c->resolver[2].addr.b[0], 0x20);
+    assert_int_equal(c->resolver[2].addr.b[15], 0x53);
+    assert_int_equal(c->resolver[2].port, 5300);
+    assert_int_equal(c->resolver[3].addr.family, AF_INET6);
+    assert_int_equal(c->resolver[3].addr.b[15], 1);
+    assert_int_equal(c->resolver[3].port, 53);
+    assert_int_equal(c->resolver[4].addr.family, AF_INET6);
+    assert_int_equal(c->resolver[4].addr.b[15], 2);
+    assert_int_equal(c->resolver[4].port, 53);
+    config_unref(c);
+
+    /* Empty: back to the system's resolvers. */
+    c = load_text("[server]\nresolver = 127.0.0.1\nresolver =\n", path, sizeof path, err, sizeof err);
+    if (c == NULL)
+        fail_msg("config_load failed: %s", err);
+    assert_int_equal(c->nresolver, 0);
+    config_unref(c);
+
+    /* Eight at most. */
+    c = load_text("[server]\nresolver = 10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 10.0.0.6 "
+                  "10.0.0.7 10.0.0.8\n", path, sizeof path, err, sizeof err);
+    if (c == NULL)
+        fail_msg("config_load failed: %s", err);
+    assert_int_equal(c->nresolver, CONFIG_MAX_RESOLVERS);
+    config_unref(c);
+}
+
 static void test_workers_auto(void **state)
 {
     (void)state;
@@ -498,6 +548,18 @@ static const struct bad_case BAD[] = {
     { "server", "max_message_size = -1M", "max_message_size" },
     { "server", "proxy_protocol = maybe", "proxy_protocol" },
     { "server", "reverse_dns = yess", "reverse_dns" },
+    { "server", "resolver = dns.example.test", "resolver" },
+    { "server", "resolver = 127.0.0.1:0", "resolver" },
+    { "server", "resolver = 127.0.0.1:65536", "resolver" },
+    { "server", "resolver = 127.0.0.1:", "resolver" },
+    { "server", "resolver = 127.0.0.1:53x", "resolver" },
+    { "server", "resolver = 256.1.1.1", "resolver" },
+    { "server", "resolver = 10.0.0.0/8", "resolver" },
+    { "server", "resolver = [::1", "resolver" },
+    { "server", "resolver = [::1]53", "resolver" },
+    { "server", "resolver = []:53", "resolver" },
+    { "server", "resolver = 127.0.0.1 bogus", "resolver" },
+    { "server", "resolver = 1.1.1.1 2.2.2.2 3.3.3.3 4.4.4.4 5.5.5.5 6.6.6.6 7.7.7.7 8.8.8.8 9.9.9.9", "resolver" },
     { "tls", "require_tls_for_auth = 2", "require_tls_for_auth" },
     { "server", "frobnicate = 1", "frobnicate" },
     { "guard", "auth_fail_limt = 5", "auth_fail_limt" },
@@ -761,6 +823,7 @@ int main(void)
         cmocka_unit_test(test_empty_file_is_defaults),
         cmocka_unit_test(test_relative_config_name),
         cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_resolver_forms),
         cmocka_unit_test(test_workers_auto),
         cmocka_unit_test(test_mechanisms),
         cmocka_unit_test(test_permanent_after_zero),

@@ -178,6 +178,47 @@ static void test_strcaseprefix(void **state)
     assert_false(util_strcaseprefix("RCPT TO:", "MAIL"));
 }
 
+static void test_dns_name_valid(void **state)
+{
+    (void)state;
+    char long_ok[254], too_long[255], label64[70];
+    memset(long_ok, 'a', sizeof long_ok - 1);
+    long_ok[sizeof long_ok - 1] = '\0';
+    for (size_t i = 63; i < sizeof long_ok - 1; i += 64)
+        long_ok[i] = '.';              /* labels of 63: 253 characters */
+    memset(too_long, 'a', sizeof too_long - 1);
+    too_long[sizeof too_long - 1] = '\0';
+    for (size_t i = 63; i < sizeof too_long - 1; i += 64)
+        too_long[i] = '.';
+    memset(label64, 'b', 64);
+    memcpy(label64 + 64, ".test", 6);
+
+    assert_true(util_dns_name_valid("mail.example.test"));
+    assert_true(util_dns_name_valid("localhost"));
+    assert_true(util_dns_name_valid("host-1.EXAMPLE.org"));
+    assert_true(util_dns_name_valid("1.2.3.4.dyn.example.net"));
+    assert_true(util_dns_name_valid("3com.com"));
+    assert_true(util_dns_name_valid(long_ok));
+    assert_int_equal(strlen(long_ok), 253);
+
+    assert_false(util_dns_name_valid(""));
+    assert_false(util_dns_name_valid(too_long));
+    assert_false(util_dns_name_valid(label64));
+    assert_false(util_dns_name_valid("mail.example.test."));
+    assert_false(util_dns_name_valid(".example.test"));
+    assert_false(util_dns_name_valid("a..b"));
+    assert_false(util_dns_name_valid("-a.test"));
+    assert_false(util_dns_name_valid("a-.test"));
+    assert_false(util_dns_name_valid("bad name.test"));
+    assert_false(util_dns_name_valid("bad\tname.test"));
+    assert_false(util_dns_name_valid("evil.test\r\nX-Injected: yes"));
+    assert_false(util_dns_name_valid("under_score.test"));
+    assert_false(util_dns_name_valid("caf\xc3\xa9.test"));
+    assert_false(util_dns_name_valid("a(b).test"));
+    assert_false(util_dns_name_valid("127.0.0.1"));
+    assert_false(util_dns_name_valid("12345"));
+}
+
 static void test_new_id(void **state)
 {
     (void)state;
@@ -245,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_rfc5322_date),
         cmocka_unit_test(test_strlcpy),
         cmocka_unit_test(test_strcaseprefix),
+        cmocka_unit_test(test_dns_name_valid),
         cmocka_unit_test(test_new_id),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_clocks),
