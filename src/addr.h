@@ -25,6 +25,9 @@ struct addr {
  * A prefix with host bits set is cut (203.0.113.7/24 -> 203.0.113.0/24). */
 bool addr_parse(const char *s, bool allow_prefix, struct addr *out);
 bool addr_from_sockaddr(const struct sockaddr *sa, struct addr *out);
+/* The socket address of a (its address; the prefix length is ignored) and
+ * port, in ss; returns its length. */
+socklen_t addr_to_sockaddr(const struct addr *a, uint16_t port, struct sockaddr_storage *ss);
 /* Zeroes the host bits past `bits` and sets a->bits; bits is clamped to the
  * family's width. */
 void addr_cut(struct addr *a, int bits);

@@ -88,6 +88,44 @@ static bool set_path(const struct config *c, char *dst, size_t len, const char *
     return (size_t)snprintf(dst, len, "%s/%s", c->dir, v) < len;
 }
 
+/* "IP", "IP:PORT", "V6", "[V6]" or "[V6]:PORT": a port after an IPv6
+ * address needs the brackets. default_port 0: the port is required. */
+static bool parse_host_port(const char *w, long default_port, struct addr *a, uint16_t *port)
+{
+    char host[ADDR_STRLEN];
+    const char *ps = NULL;
+    size_t hostlen;
+    if (w[0] == '[') {
+        const char *close = strchr(w, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+            return false;
+        hostlen = (size_t)(close - w - 1);
+        w++;
+        if (close[1] == ':')
+            ps = close + 2;
+    } else {
+        const char *colon = strchr(w, ':');
+        /* One colon: IPv4 with a port. More: a bare IPv6 address. */
+        if (colon != NULL && strchr(colon + 1, ':') == NULL) {
+            hostlen = (size_t)(colon - w);
+            ps = colon + 1;
+        } else {
+            hostlen = strlen(w);
+        }
+    }
+    if (hostlen == 0 || hostlen >= sizeof host)
+        return false;
+    memcpy(host, w, hostlen);
+    host[hostlen] = '\0';
+    long p = default_port;
+    if (ps != NULL ? !util_parse_long(ps, 1, 65535, &p) : p == 0)
+        return false;
+    if (!addr_parse(host, false, a))
+        return false;
+    *port = (uint16_t)p;
+    return true;
+}
+
 static bool parse_listen_one(const char *w, struct listen_addr *l)
 {
     char buf[ADDR_STRLEN + 32];
@@ -107,57 +145,13 @@ static bool parse_listen_one(const char *w, struct listen_addr *l)
             return false;
         *slash = '\0';
     }
-    char *colon = strrchr(buf, ':');
-    if (colon == NULL)
-        return false;
-    *colon = '\0';
-    long port;
-    if (!util_parse_long(colon + 1, 1, 65535, &port))
-        return false;
-    /* An IPv6 address needs its brackets: "[::1]:25". */
-    if (strchr(buf, ':') != NULL && buf[0] != '[')
-        return false;
-    if (!addr_parse(buf, false, &l->addr))
-        return false;
-    l->port = (uint16_t)port;
-    return true;
+    return parse_host_port(buf, 0, &l->addr, &l->port);
 }
 
-/* "IP", "IP:PORT", "V6", "[V6]" or "[V6]:PORT"; the port defaults to 53. */
+/* A nameserver: the port defaults to 53. */
 static bool parse_resolver_one(const char *w, struct resolver_addr *r)
 {
-    char host[ADDR_STRLEN];
-    const char *port = NULL;
-    size_t hostlen;
-    if (w[0] == '[') {
-        const char *close = strchr(w, ']');
-        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
-            return false;
-        hostlen = (size_t)(close - w - 1);
-        w++;
-        if (close[1] == ':')
-            port = close + 2;
-    } else {
-        const char *colon = strchr(w, ':');
-        /* One colon: IPv4 with a port. More: a bare IPv6 address. */
-        if (colon != NULL && strchr(colon + 1, ':') == NULL) {
-            hostlen = (size_t)(colon - w);
-            port = colon + 1;
-        } else {
-            hostlen = strlen(w);
-        }
-    }
-    if (hostlen == 0 || hostlen >= sizeof host)
-        return false;
-    memcpy(host, w, hostlen);
-    host[hostlen] = '\0';
-    long p = 53;
-    if (port != NULL && !util_parse_long(port, 1, 65535, &p))
-        return false;
-    if (!addr_parse(host, false, &r->addr))
-        return false;
-    r->port = (uint16_t)p;
-    return true;
+    return parse_host_port(w, 53, &r->addr, &r->port);
 }
 
 static bool parse_special(struct parse_ctx *p, const struct key *k, const char *v)

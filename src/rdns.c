@@ -43,21 +43,7 @@ struct evdns_base *rdns_base_new(struct event_base *base, const struct config *c
     for (int i = 0; i < c->nresolver; i++) {
         const struct resolver_addr *r = &c->resolver[i];
         struct sockaddr_storage ss;
-        socklen_t len;
-        memset(&ss, 0, sizeof ss);
-        if (r->addr.family == AF_INET) {
-            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-            in->sin_family = AF_INET;
-            in->sin_port = htons(r->port);
-            memcpy(&in->sin_addr, r->addr.b, 4);
-            len = sizeof *in;
-        } else {
-            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-            in6->sin6_family = AF_INET6;
-            in6->sin6_port = htons(r->port);
-            memcpy(&in6->sin6_addr, r->addr.b, 16);
-            len = sizeof *in6;
-        }
+        socklen_t len = addr_to_sockaddr(&r->addr, r->port, &ss);
         if (evdns_base_nameserver_sockaddr_add(dns, (struct sockaddr *)&ss, len, 0) != 0) {
             char ip[ADDR_STRLEN];
             addr_format(&r->addr, false, ip);

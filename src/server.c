@@ -194,21 +194,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 static evutil_socket_t bind_one(const struct listen_addr *la, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
-    socklen_t len;
-    memset(&ss, 0, sizeof ss);
-    if (la->addr.family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(la->port);
-        memcpy(&in->sin_addr, la->addr.b, 4);
-        len = sizeof *in;
-    } else {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(la->port);
-        memcpy(&in6->sin6_addr, la->addr.b, 16);
-        len = sizeof *in6;
-    }
+    socklen_t len = addr_to_sockaddr(&la->addr, la->port, &ss);
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||

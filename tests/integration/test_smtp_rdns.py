@@ -69,6 +69,17 @@ def session_after_lookup(d):
     return s, rdns_line(d, mark)
 
 
+def deliver_after_lookup(d):
+    """One message sent once the session's lookup has finished; (the
+    delivered message, the rdns line)."""
+    s, line = session_after_lookup(d)
+    try:
+        qid = deliver(s)
+    finally:
+        s.quit()
+    return received_for(d, qid), line
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -84,12 +95,7 @@ def test_confirmed_name_in_received_and_log(start_daemon, dns, name):
     dns.add(PTR_127, "PTR", name + ".")
     dns.add(name, "A", "192.0.2.9", "127.0.0.1")
     d = start(start_daemon, dns)
-    s, line = session_after_lookup(d)
-    try:
-        qid = deliver(s)
-    finally:
-        s.quit()
-    m = received_for(d, qid)
+    m, line = deliver_after_lookup(d)
     assert f"from {CLIENT_NAME} ({name} [127.0.0.1])" in m.received, m.received
     assert line["name"] == name, line
     assert line["ip"] == "127.0.0.1" and line["session"], line
@@ -104,12 +110,7 @@ def test_forward_mismatch_is_unknown(start_daemon, dns):
     dns.add(PTR_127, "PTR", "forged.client.test.")
     dns.add("forged.client.test", "A", "127.0.0.2")
     d = start(start_daemon, dns)
-    s, line = session_after_lookup(d)
-    try:
-        qid = deliver(s)
-    finally:
-        s.quit()
-    m = received_for(d, qid)
+    m, line = deliver_after_lookup(d)
     assert f"from {CLIENT_NAME} (unknown [127.0.0.1])" in m.received, m.received
     assert "forged.client.test" not in m.data.decode("utf-8", "replace")
     assert line["name"] == "unknown" and line["why"] == "mismatch", line
@@ -119,23 +120,15 @@ def test_forward_mismatch_is_unknown(start_daemon, dns):
 def test_forward_name_missing_is_unknown(start_daemon, dns):
     dns.add(PTR_127, "PTR", "gone.client.test.")      # no A for it: NXDOMAIN
     d = start(start_daemon, dns)
-    s, line = session_after_lookup(d)
-    try:
-        qid = deliver(s)
-    finally:
-        s.quit()
-    assert "(unknown [127.0.0.1])" in received_for(d, qid).received
+    m, line = deliver_after_lookup(d)
+    assert "(unknown [127.0.0.1])" in m.received
     assert line["name"] == "unknown" and line["why"] == "mismatch", line
 
 
 def test_nxdomain_is_unknown(start_daemon, dns):
     d = start(start_daemon, dns)                       # no records at all
-    s, line = session_after_lookup(d)
-    try:
-        qid = deliver(s)
-    finally:
-        s.quit()
-    assert f"from {CLIENT_NAME} (unknown [127.0.0.1])" in received_for(d, qid).received
+    m, line = deliver_after_lookup(d)
+    assert f"from {CLIENT_NAME} (unknown [127.0.0.1])" in m.received
     assert line["name"] == "unknown" and line["why"] == "nxdomain", line
     assert dns.count("PTR") >= 1
     assert dns.count("A") == 0
@@ -191,12 +184,7 @@ def test_garbage_ptr_never_reaches_the_header(start_daemon, dns, labels):
     except Exception:
         pass                                           # not even a name dnspython can build
     d = start(start_daemon, dns)
-    s, line = session_after_lookup(d)
-    try:
-        qid = deliver(s)
-    finally:
-        s.quit()
-    m = received_for(d, qid)
+    m, line = deliver_after_lookup(d)
     assert f"from {CLIENT_NAME} (unknown [127.0.0.1])" in m.received, m.received
     head = m.data.split(b"\n\n", 1)[0]
     for bad in (b"evil", b"a.b(c)", b"unknown [127.0.0.1]) ("):
@@ -304,12 +292,8 @@ def test_reload_turns_it_on_and_resolver_needs_restart(start_daemon, dns):
     d = start(start_daemon, dns, reverse_dns="no")
     d.write_config(server={"reverse_dns": "yes"})
     d.reload()
-    s, line = session_after_lookup(d)
-    try:
-        qid = deliver(s)
-    finally:
-        s.quit()
-    assert "(mail.client.test [127.0.0.1])" in received_for(d, qid).received
+    m, line = deliver_after_lookup(d)
+    assert "(mail.client.test [127.0.0.1])" in m.received
     mark = d.mark()
     d.write_config(server={"resolver": "127.0.0.1:9"})
     d.send_signal(signal.SIGHUP)

@@ -190,6 +190,31 @@ static void test_parse_garbage(void **state)
     assert_false(addr_parse(big, true, &a));
 }
 
+static void test_to_sockaddr(void **state)
+{
+    (void)state;
+    struct addr a, back;
+    struct sockaddr_storage ss;
+    assert_true(addr_parse("203.0.113.7", false, &a));
+    assert_int_equal(addr_to_sockaddr(&a, 2525, &ss), sizeof(struct sockaddr_in));
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+    assert_int_equal(in->sin_family, AF_INET);
+    assert_int_equal(ntohs(in->sin_port), 2525);
+    assert_int_equal(ntohl(in->sin_addr.s_addr), 0xCB007107);
+    assert_true(addr_from_sockaddr((const struct sockaddr *)&ss, &back));
+    assert_memory_equal(&a, &back, sizeof a);
+
+    assert_true(addr_parse("2001:db8::53", false, &a));
+    assert_int_equal(addr_to_sockaddr(&a, 53, &ss), sizeof(struct sockaddr_in6));
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+    assert_int_equal(in6->sin6_family, AF_INET6);
+    assert_int_equal(ntohs(in6->sin6_port), 53);
+    assert_int_equal(in6->sin6_addr.s6_addr[0], 0x20);
+    assert_int_equal(in6->sin6_addr.s6_addr[15], 0x53);
+    assert_true(addr_from_sockaddr((const struct sockaddr *)&ss, &back));
+    assert_memory_equal(&a, &back, sizeof a);
+}
+
 static void test_from_sockaddr(void **state)
 {
     (void)state;
@@ -455,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_parse_v4_mapped),
         cmocka_unit_test(test_parse_garbage),
         cmocka_unit_test(test_from_sockaddr),
+        cmocka_unit_test(test_to_sockaddr),
         cmocka_unit_test(test_cut),
         cmocka_unit_test(test_prefix_of),
         cmocka_unit_test(test_equal),
