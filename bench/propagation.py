@@ -21,7 +21,6 @@ the whole run after --deadline seconds.
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import socket
@@ -33,19 +32,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+# the integration tests' helpers: free ports, and the private redis-server
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+import pytest  # noqa: E402  (clusterutil reports a failed start with pytest.fail)
+from clusterutil import Redis  # noqa: E402
+from smtputil import free_ports  # noqa: E402
 
 
 def wait_for(pred, timeout, what):
@@ -54,15 +45,6 @@ def wait_for(pred, timeout, what):
         if time.monotonic() > deadline:
             raise SystemExit(f"propagation: timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
-
-
-def redis_ping(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 class Control:
@@ -148,23 +130,22 @@ def main():
     pd = build / "portcullisd"
     if not pd.exists():
         raise SystemExit(f"propagation: {pd} is missing: build first (ninja -C {args.build})")
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        raise SystemExit("propagation: redis-server is missing (apt-get install redis-server)")
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        # checked here: clusterutil.Redis would apt-get them itself
+        raise SystemExit("propagation: redis-server is missing "
+                         "(apt-get install redis-server redis-tools)")
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-propagation-"))
     procs = []
+    redis = None
     started = time.monotonic()
     try:
         redis_port, p1, p2 = free_ports(3)
-        rdir = tmp / "redis"
-        rdir.mkdir()
-        rlog = open(rdir / "redis.log", "wb")
-        procs.append(subprocess.Popen(
-            [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(rdir), "--daemonize", "no"],
-            stdin=subprocess.DEVNULL, stdout=rlog, stderr=rlog, start_new_session=True))
-        wait_for(lambda: redis_ping(redis_port), 15, "redis-server")
+        redis = Redis(tmp / "redis", port=redis_port)
+        try:
+            redis.start()
+        except pytest.fail.Exception as e:
+            raise SystemExit(f"propagation: {e}")
 
         nodes = []
         for name, port in (("node1", p1), ("node2", p2)):
@@ -259,6 +240,8 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(timeout=10)
+        if redis is not None:
+            redis.stop()
         if args.keep:
             print(f"propagation: kept {tmp}", file=sys.stderr)
         else:

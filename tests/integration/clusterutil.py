@@ -3,15 +3,14 @@
 Starts a private Debian `redis-server` on a free loopback port (no
 persistence, its own temp dir) and several portcullisd nodes on it, built on
 conftest's `start_daemon` (one folder, config, log, ports and var/ each).
-Gives the tests a small SMTP client that can pick its source address
+SMTP goes through smtputil's client, which can pick its source address
 (127.0.0.x are all local, so each test blocks its own "client" address
-without locking itself out), the control socket spoken directly, and
-bounded polling. Only the standard library; no mocks.
+without locking itself out); this adds the control socket spoken directly
+and bounded polling. Only the standard library; no mocks.
 """
 
 import json
 import os
-import re
 import selectors
 import shutil
 import signal
@@ -23,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-#: multiply timeouts by this (sanitizer builds are slow), as conftest does
-T = 3 if os.environ.get("PORTCULLIS_SANITIZED") == "1" else 1
+from smtputil import (  # noqa: F401  (re-exported for the tests)
+    ALICE, T, Closed, Conn, fail_auth as _fail_auth, free_port, greeting_of,
+)
 
 REJECT_TEXT = "ESMTP not accepting connections"
 BLOCK_KEYS = {
@@ -33,8 +33,6 @@ BLOCK_KEYS = {
 }
 STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses"}
 COUNTER_KEYS = {"auth_failures", "unauth_attempts", "connections", "concurrent"}
-ALICE = ("alice@example.test", "alice-secret")
-WRONG = "Wr0ng-Passw0rd-xyzzy"
 
 #: The spec's bound for a block, unblock or expiry to reach every node is
 #: 100 ms; the tests allow 2 s (shared 2-core machine) and poll every 20 ms.
@@ -71,15 +69,6 @@ def ensure_redis():
         pytest.fail("redis-server/redis-cli are missing and apt-get install redis-server failed "
                     "(scripts/deps.sh test installs it)")
     return server, cli
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 class Redis:
@@ -333,142 +322,34 @@ def ctl_socket_path(d):
 # SMTP
 
 
-class Closed(Exception):
-    """The server closed the connection before a complete reply."""
-
-
-class Conn:
-    """One raw SMTP connection from a chosen local source address."""
-
-    def __init__(self, port, source=None, timeout=15):
-        src = (source, 0) if source else None
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout * T,
-                                             source_address=src)
-        self.timeout = timeout * T
-        self.buf = b""
-        self.greeting = self.reply()
-
-    def _line(self):
-        self.sock.settimeout(self.timeout)
-        while b"\r\n" not in self.buf:
-            try:
-                chunk = self.sock.recv(65536)
-            except (ConnectionResetError, BrokenPipeError):
-                chunk = b""
-            if not chunk:
-                raise Closed(f"connection closed; partial data {self.buf!r}")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
-
-    def reply(self):
-        """The last line of one (multi-line) reply."""
-        while True:
-            line = self._line()
-            assert re.match(r"^\d{3}([ -]|$)", line), f"malformed reply line {line!r}"
-            if len(line) == 3 or line[3] == " ":
-                return line
-
-    def send(self, data):
-        self.sock.sendall(data.encode() if isinstance(data, str) else data)
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.reply()
-
-    def ehlo(self):
-        r = self.cmd("EHLO client.test")
-        assert r.startswith("250"), r
-        return r
-
-    def auth(self, user, password):
-        import base64
-        tok = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        return self.cmd(f"AUTH PLAIN {tok}")
-
-    def auth_fail(self):
-        r = self.auth(ALICE[0], WRONG)
-        assert r.startswith("535 5.7.8"), f"a wrong password got {r!r}, not 535 5.7.8"
-        return r
-
-    def wait_closed(self, timeout=10):
-        deadline = time.monotonic() + timeout * T
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except (ConnectionResetError, BrokenPipeError):
-                return True
-            if not chunk:
-                return True
-            self.buf += chunk
-        return False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def quit(self):
-        try:
-            self.cmd("QUIT")
-        except (Closed, OSError):
-            pass
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
 def greeting(d, source):
     """The greeting line a new connection from `source` gets from node d."""
-    with Conn(d.port, source=source, timeout=10) as c:
-        g = c.greeting
-        try:
-            c.cmd("QUIT")
-        except (Closed, OSError):
-            pass
-        return g
+    return greeting_of(d.port, source=source, timeout=10 * T)
 
 
 def fail_auth(d, source, times):
     """`times` wrong passwords in one session from `source` on node d; each
     must get 535. Returns the still open connection (after the last 535)."""
-    c = Conn(d.port, source=source)
-    assert c.greeting.startswith("220 "), \
-        f"{d.node_name}: expected a 220 greeting for {source}, got {c.greeting!r}"
-    c.ehlo()
-    for _ in range(times):
-        c.auth_fail()
-    return c
+    return _fail_auth(d.port, times, source=source)
 
 
 def submit(d, source=None, user=ALICE, rcpt="rcpt@example.org"):
     """A full authenticated submission on node d; returns the reply to the
     end of DATA (the caller asserts on it)."""
     with Conn(d.port, source=source) as c:
-        assert c.greeting.startswith("220 "), f"{d.node_name}: greeting {c.greeting!r}"
+        assert c.greeting.line.startswith("220 "), f"{d.node_name}: greeting {c.greeting!r}"
         c.ehlo()
-        r = c.auth(*user)
-        assert r.startswith("235 "), f"{d.node_name}: AUTH got {r!r}"
+        r = c.auth_plain(*user)
+        assert r.line.startswith("235 "), f"{d.node_name}: AUTH got {r!r}"
         r = c.cmd(f"MAIL FROM:<{user[0]}>")
-        assert r.startswith("250"), f"{d.node_name}: MAIL got {r!r}"
+        assert r.line.startswith("250"), f"{d.node_name}: MAIL got {r!r}"
         r = c.cmd(f"RCPT TO:<{rcpt}>")
-        assert r.startswith("250"), f"{d.node_name}: RCPT got {r!r}"
+        assert r.line.startswith("250"), f"{d.node_name}: RCPT got {r!r}"
         r = c.cmd("DATA")
-        assert r.startswith("354"), f"{d.node_name}: DATA got {r!r}"
+        assert r.line.startswith("354"), f"{d.node_name}: DATA got {r!r}"
         r = c.cmd(f"From: <{user[0]}>\r\nTo: <{rcpt}>\r\nSubject: cluster test\r\n\r\n"
                   f"sent through {d.node_name}\r\n.")
-        try:
-            c.cmd("QUIT")
-        except (Closed, OSError):
-            pass
+        c.quit()
         return r
 
 

@@ -11,14 +11,12 @@ Environment:
                         timeout is multiplied by 3
 """
 
-import base64
+import functools
 import json as jsonlib
 import os
 import re
 import signal
 import smtplib
-import socket
-import ssl
 import subprocess
 import time
 import warnings
@@ -26,11 +24,14 @@ from pathlib import Path
 
 import pytest
 
+# the raw client and the socket helpers live in smtputil; these names stay
+# importable from conftest
+from smtputil import (  # noqa: F401
+    SANITIZED, T, Client, free_ports, plain_b64, unverified_context,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("PORTCULLIS_BUILD") or (REPO / "build")).resolve()
-SANITIZED = os.environ.get("PORTCULLIS_SANITIZED") == "1"
-#: multiply every timeout by this
-T = 3 if SANITIZED else 1
 
 HOSTNAME = "mx.test.example"
 CLIENT_NAME = "client.test"
@@ -73,128 +74,9 @@ def hash_password(password):
         return out.stdout.decode().strip()
 
 
-def free_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (bound together, then freed)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def unverified_context():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def plain_b64(user, password, authzid=""):
-    raw = f"{authzid}\0{user}\0{password}".encode()
-    return base64.b64encode(raw).decode()
-
-
-class RawSMTP:
-    """A byte-level SMTP client: exact control over what is written and when.
-
-    read_reply() returns (code, [text lines]) for one (multi-line) reply.
-    """
-
-    def __init__(self, port, host="127.0.0.1", timeout=None, tls=False):
-        self.timeout = timeout or 10 * T
-        self.sock = socket.create_connection((host, port), timeout=self.timeout)
-        if tls:
-            self.sock = unverified_context().wrap_socket(self.sock)
-        self.buf = b""
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def cmd(self, line):
-        """Send one command line (CRLF added) and read its reply."""
-        self.send(line.encode() + b"\r\n" if isinstance(line, str) else line + b"\r\n")
-        return self.read_reply()
-
-    def _fill(self, timeout):
-        self.sock.settimeout(timeout)
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("server closed the connection; buffered: %r" % self.buf)
-        self.buf += chunk
-
-    def read_line(self, timeout=None):
-        timeout = timeout or self.timeout
-        deadline = time.monotonic() + timeout
-        while b"\r\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no complete line within %ss; buffered: %r" % (timeout, self.buf))
-            self._fill(left)
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def read_reply(self, timeout=None):
-        lines = []
-        while True:
-            line = self.read_line(timeout)
-            m = re.match(rb"^(\d{3})([ -])(.*)$", line)
-            assert m, "malformed reply line %r" % line
-            lines.append(m.group(3).decode("utf-8", "replace"))
-            if m.group(2) == b" ":
-                return int(m.group(1)), lines
-
-    def nothing_for(self, seconds):
-        """True if no byte arrives within `seconds` (and the peer stays open)."""
-        if self.buf:
-            return False
-        self.sock.settimeout(seconds)
-        try:
-            chunk = self.sock.recv(65536)
-        except (socket.timeout, TimeoutError):
-            return True
-        except ssl.SSLWantReadError:
-            return True
-        self.buf += chunk
-        return False
-
-    def read_until_closed(self, timeout=None):
-        """Everything until the server closes; raises TimeoutError if it does not."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("server did not close; got %r" % self.buf)
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except (ConnectionResetError, ssl.SSLError):
-                chunk = b""
-            if not chunk:
-                data, self.buf = self.buf, b""
-                return data
-            self.buf += chunk
-
-    def auth_plain(self, user, password):
-        return self.cmd("AUTH PLAIN " + plain_b64(user, password))
+#: the client Daemon.raw() returns: no greeting read; RawSMTP(port, host,
+#: timeout, tls) as before
+RawSMTP = functools.partial(Client, greet=False)
 
 
 # --------------------------------------------------------------------------
@@ -440,6 +322,8 @@ class Daemon:
         return smtplib.SMTP_SSL("127.0.0.1", port or self.tls_port, **kw)
 
     def raw(self, port=None, tls=False, **kw):
+        """A smtputil.Client on the STARTTLS (or, tls=True, the implicit-TLS)
+        port that has not read the greeting yet; kw as Client's."""
         return RawSMTP(port or (self.tls_port if tls else self.port), tls=tls, **kw)
 
     def authed(self, user="alice@example.test", password=None, tls=False, port=None):

@@ -1,30 +1,29 @@
 """Helpers for the guard, portcullisctl and PROXY protocol integration tests.
 
-A tiny line-level SMTP client (so tests see every reply exactly as sent and
-can tell a close from a reply), PROXY v1/v2 header builders, bounded polling
-and RFC 3339 parsing. Only the standard library; no mocks.
+The raw SMTP client (Conn) and the greeting helpers are smtputil's,
+re-exported here; this adds PROXY v1/v2 header builders, bounded polling,
+RFC 3339 parsing and the shapes of portcullisctl's JSON. Only the standard
+library; no mocks.
 """
 
-import base64
 import datetime as _dt
 import ipaddress
-import os
 import re
 import socket
 import struct
 import time
 
-#: multiply timeouts by this (sanitizer builds are slow), as conftest does
-T = 3 if os.environ.get("PORTCULLIS_SANITIZED") == "1" else 1
+from smtputil import (  # noqa: F401  (re-exported for the tests)
+    ALICE, WRONG_PASSWORD, T, Closed, Conn, Reply, fail_auth, free_port, greeting_of,
+    read_all_until_close,
+)
 
 HOSTNAME = "mx.test.example"
 REJECT_TEXT = "ESMTP not accepting connections"
 GREETING_554 = f"554 {HOSTNAME} {REJECT_TEXT}"
 REPLY_421 = f"421 4.7.0 {HOSTNAME} {REJECT_TEXT}"
 
-ALICE = ("alice@example.test", "alice-secret")
 BOB = ("bob@example.test", "bob-secret")
-WRONG_PASSWORD = "Wr0ng-Passw0rd-xyzzy"
 
 # PROXY tests let the PROXY client addresses AUTH without TLS.
 PLAIN_AUTH_ALL = "127.0.0.0/8 ::1/128 203.0.113.0/24 198.51.100.0/24 2001:db8::/32"
@@ -37,147 +36,6 @@ BLOCK_KEYS = {
 }
 STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses"}
 COUNTER_KEYS = {"auth_failures", "unauth_attempts", "connections", "concurrent"}
-
-
-class Closed(Exception):
-    """The server closed the connection before a complete reply."""
-
-
-class Reply:
-    def __init__(self, lines):
-        self.lines = lines                    # every line, CRLF stripped
-        self.code = int(lines[-1][:3])
-        self.line = lines[-1]                 # the last (or only) line
-
-    def __repr__(self):
-        return f"Reply({self.lines!r})"
-
-
-class Conn:
-    """One raw SMTP connection.
-
-    source: local address to bind (e.g. "127.0.0.2" to be a different client).
-    header: bytes sent before reading anything (a PROXY header).
-    greet:  read the greeting at once (self.greeting) when True.
-    """
-
-    def __init__(self, port, host="127.0.0.1", source=None, header=None,
-                 greet=True, timeout=15):
-        src = (source, 0) if source else None
-        self.sock = socket.create_connection((host, port), timeout=timeout * T,
-                                             source_address=src)
-        self.timeout = timeout * T
-        self.buf = b""
-        self.greeting = None
-        if header is not None:
-            self.sock.sendall(header)
-        if greet:
-            self.greeting = self.reply()
-
-    # -- reading -------------------------------------------------------
-    def _line(self):
-        self.sock.settimeout(self.timeout)
-        while b"\r\n" not in self.buf:
-            try:
-                chunk = self.sock.recv(65536)
-            except (ConnectionResetError, BrokenPipeError):
-                chunk = b""
-            if not chunk:
-                raise Closed(f"connection closed; partial data {self.buf!r}")
-            self.buf += chunk
-            if len(self.buf) > 1 << 20:
-                raise AssertionError("reply line longer than 1 MB")
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
-
-    def reply(self):
-        lines = []
-        while True:
-            line = self._line()
-            assert re.match(r"^\d{3}[ -]", line) or re.match(r"^\d{3}$", line), \
-                f"malformed reply line {line!r}"
-            lines.append(line)
-            if len(line) == 3 or line[3] == " ":
-                return Reply(lines)
-
-    # -- writing -------------------------------------------------------
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.reply()
-
-    def ehlo(self, name="client.test"):
-        r = self.cmd(f"EHLO {name}")
-        assert r.code == 250, r
-        return r
-
-    def auth_plain(self, user, password):
-        tok = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        return self.cmd(f"AUTH PLAIN {tok}")
-
-    def auth_fail(self, user=ALICE[0]):
-        r = self.auth_plain(user, WRONG_PASSWORD)
-        assert r.line.startswith("535 5.7.8"), r
-        return r
-
-    def wait_closed(self, timeout=10):
-        """True once the server has closed (EOF or reset) within timeout;
-        False if it is still open then. Data that arrives is kept in buf."""
-        deadline = time.monotonic() + timeout * T
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except (ConnectionResetError, BrokenPipeError):
-                return True
-            if not chunk:
-                return True
-            self.buf += chunk
-        return False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def quit(self):
-        try:
-            self.cmd("QUIT")
-        except (Closed, OSError):
-            pass
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def read_all_until_close(sock, timeout=10):
-    """Reads until EOF/reset; returns (data, closed). closed is False when
-    the timeout passed with the connection still open."""
-    data = b""
-    deadline = time.monotonic() + timeout * T
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            continue
-        except (ConnectionResetError, BrokenPipeError):
-            return data, True
-        if not chunk:
-            return data, True
-        data += chunk
-    return data, False
 
 
 # -- polling ---------------------------------------------------------------
@@ -196,15 +54,6 @@ def wait_until(pred, timeout=15, interval=0.1, what="condition"):
         time.sleep(interval)
 
 
-def greeting_of(port, **kw):
-    """Connects, returns the greeting line, closes (QUIT if 220/554)."""
-    c = Conn(port, **kw)
-    try:
-        return c.greeting.line
-    finally:
-        c.quit()
-
-
 def wait_greeting(port, prefix, timeout=20, **kw):
     """Polls new connections until the greeting starts with prefix."""
     return wait_until(lambda: (lambda g: g if g.startswith(prefix) else None)(greeting_of(port, **kw)),
@@ -217,18 +66,6 @@ def wait_expired(d, n, port=None, timeout=20):
     wait_until(lambda: len(log_lines(d, "expire")) >= n, timeout=timeout,
                interval=0.05, what=f"{n} event=expire lines")
     return wait_greeting(port or d.port, "220 ", timeout=timeout)
-
-
-# -- guard actions -----------------------------------------------------------
-def fail_auth(port, n, **kw):
-    """Opens a session, EHLO, n failed AUTHs (each must be 535 5.7.8).
-    Returns the open Conn."""
-    c = Conn(port, **kw)
-    assert c.greeting.code == 220, c.greeting
-    c.ehlo()
-    for _ in range(n):
-        c.auth_fail()
-    return c
 
 
 def status(d, ip):
@@ -372,13 +209,3 @@ def have_ipv6_loopback():
         return True
     except OSError:
         return False
-
-
-def free_port(host="127.0.0.1"):
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    try:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()

@@ -1,6 +1,6 @@
 """Helpers for the hostile-client, crash-durability and disk-full tests.
 
-- Client: a minimal byte-level SMTP client (replies as (code, lines)).
+- Client: smtputil's raw SMTP client (replies are smtputil.Reply).
 - good_transaction(): one well-behaved EHLO/AUTH/MAIL/RCPT/DATA exchange,
   timed from connect to the final 250; a unique token in the body.
 - Watch: while a hostile load runs, a prober thread repeats
@@ -15,7 +15,6 @@ Only the standard library; no mocks. Everything is bounded in time.
 import os
 import re
 import resource
-import socket
 import ssl
 import subprocess
 import threading
@@ -25,7 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import T, SANITIZED, Delivered, plain_b64
+from conftest import Delivered
+from smtputil import (  # noqa: F401  (re-exported for the tests)
+    SANITIZED, T, Client, Closed, plain_b64, unverified_context,
+)
 
 USER = "alice@example.test"
 PASSWORD = "alice-secret"
@@ -56,17 +58,10 @@ HOSTILE_GUARD = {
 }
 
 
-class Closed(Exception):
-    pass
-
-
 def client_hello_bytes():
     """The bytes of a real TLS ClientHello (Python's default client)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out)
+    obj = unverified_context().wrap_bio(inc, out)
     try:
         obj.do_handshake()
     except ssl.SSLWantReadError:
@@ -74,102 +69,6 @@ def client_hello_bytes():
     data = out.read()
     assert data[:1] == b"\x16", data[:16]
     return data
-
-
-def unverified():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-class Client:
-    """One SMTP connection; reply() -> (code, [lines as str])."""
-
-    def __init__(self, port, timeout=10 * T, header=None, greet=True,
-                 source=None, tls=False):
-        self.timeout = timeout
-        src = (source, 0) if source else None
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                             source_address=src)
-        if tls:
-            self.sock = unverified().wrap_socket(self.sock)
-        self.buf = b""
-        self.greeting = None
-        if header is not None:
-            self.sock.sendall(header)
-        if greet:
-            self.greeting = self.reply()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def line(self, timeout=None):
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while b"\r\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no reply line; buffered {self.buf[:300]!r}")
-            self.sock.settimeout(left)
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise Closed(f"closed by the server; buffered {self.buf[:300]!r}")
-            self.buf += chunk
-        ln, self.buf = self.buf.split(b"\r\n", 1)
-        return ln
-
-    def reply(self, timeout=None):
-        lines = []
-        while True:
-            ln = self.line(timeout)
-            m = re.match(rb"^(\d{3})([ -])(.*)$", ln)
-            assert m, f"malformed reply line {ln[:300]!r}"
-            lines.append(ln.decode("utf-8", "replace"))
-            if m.group(2) == b" ":
-                return int(m.group(1)), lines
-
-    def cmd(self, line, timeout=None):
-        if isinstance(line, str):
-            line = line.encode()
-        self.send(line + b"\r\n")
-        return self.reply(timeout)
-
-    def starttls(self):
-        code, lines = self.cmd("STARTTLS")
-        assert code == 220, lines
-        assert not self.buf, f"bytes after 220 to STARTTLS: {self.buf!r}"
-        self.sock = unverified().wrap_socket(self.sock)
-
-    def until_closed(self, timeout):
-        """All bytes until the server closes (raises TimeoutError if it does not)."""
-        deadline = time.monotonic() + timeout
-        data, self.buf = self.buf, b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"server did not close within {timeout}s; got {data[:300]!r}")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except (ConnectionResetError, ssl.SSLError):
-                return data
-            if not chunk:
-                return data
-            data += chunk
 
 
 def body_for(token, size=0):
@@ -200,7 +99,7 @@ def expected_stored(body):
 
 def submit(c, token, size=0, user=USER, password=PASSWORD, auth=True):
     """On an open Client after the greeting: EHLO, AUTH, MAIL, RCPT, DATA.
-    Returns the final (code, lines) of DATA (asserts the steps before)."""
+    Returns the Reply to the end of DATA (asserts the steps before)."""
     code, lines = c.cmd("EHLO client.test")
     assert code == 250, lines
     if auth:
@@ -213,7 +112,7 @@ def submit(c, token, size=0, user=USER, password=PASSWORD, auth=True):
     code, lines = c.cmd("DATA")
     assert code == 354, lines
     c.send(stuffed(body_for(token, size)) + b".\r\n")
-    return c.reply()
+    return c.read_reply()
 
 
 def good_transaction(port, bound=GOOD_BOUND, header=None):
@@ -223,12 +122,12 @@ def good_transaction(port, bound=GOOD_BOUND, header=None):
     t0 = time.monotonic()
     c = Client(port, timeout=bound, header=header)
     try:
-        assert c.greeting[0] == 220, c.greeting
-        code, lines = submit(c, token)
+        assert c.greeting.code == 220, c.greeting
+        r = submit(c, token)
         took = time.monotonic() - t0
-        assert code == 250, f"DATA answered {lines}"
-        m = re.fullmatch(r"250 2\.0\.0 Ok: queued as (\S+)", lines[-1])
-        assert m, lines
+        assert r.code == 250, f"DATA answered {r.lines}"
+        m = re.fullmatch(r"250 2\.0\.0 Ok: queued as (\S+)", r.line)
+        assert m, r.lines
         try:
             c.cmd("QUIT", timeout=2)
         except Exception:

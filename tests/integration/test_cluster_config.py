@@ -97,7 +97,7 @@ def test_wrong_redis_password_is_not_silent(redis_factory, start_daemon):
     assert d.log_lines("redis_connected") == [] and d.log_lines("redis_up") == [], \
         f"the node claims a connection with a wrong password: {d.log()[-2000:]}"
     assert "wrong-pw" not in d.log(), "the Redis password is in the log"
-    assert submit(d).startswith("250 2.0.0")
+    assert submit(d).line.startswith("250 2.0.0")
     # local decisions meanwhile: 2 failures block on this node
     src = "127.0.0.55"
     c = Conn(d.port, source=src)

@@ -30,7 +30,7 @@ def test_failures_spread_over_three_nodes_block_on_all(cluster, redis):
         # 2 failures on node1, 2 on node2, 1 on node3: 5 in all, below the limit
         for d, k in zip(nodes, (2, 2, 1)):
             c = Conn(d.port, source=src)
-            assert c.greeting.startswith("220 "), (d.node_name, c.greeting)
+            assert c.greeting.line.startswith("220 "), (d.node_name, c.greeting)
             c.ehlo()
             for _ in range(k):
                 c.auth_fail()
@@ -64,7 +64,7 @@ def test_failures_spread_over_three_nodes_block_on_all(cluster, redis):
         # every node's open session of that address is ended at its next command
         for d, c in zip(nodes, sessions):
             r = c.cmd("NOOP")
-            assert r == reply_421(d.node_name), \
+            assert r.line == reply_421(d.node_name), \
                 f"{d.node_name}: open session of a blocked address got {r!r} to NOOP"
             assert c.wait_closed(), f"{d.node_name}: session not closed after its 421"
     finally:
@@ -101,7 +101,7 @@ def test_unauth_attempts_summed_across_nodes(cluster, redis):
         with Conn(d.port, source=src) as c:
             c.ehlo()
             r = c.cmd("MAIL FROM:<x@example.org>")
-            assert r.startswith("530 5.7.0"), (d.node_name, r)
+            assert r.line.startswith("530 5.7.0"), (d.node_name, r)
     for d in nodes:
         wait_greeting(d, src, greeting_554(d.node_name),
                       what="3 unauthenticated MAILs over 3 nodes (limit 3)")

@@ -119,7 +119,7 @@ def test_status_counters_are_the_cluster_sums_on_every_node(cluster):
             c.ehlo()
             c.auth_fail()
             r = c.cmd("MAIL FROM:<x@example.org>")
-            assert r.startswith("530 "), (d.node_name, r)
+            assert r.line.startswith("530 "), (d.node_name, r)
             c.cmd("QUIT")
         finally:
             c.close()

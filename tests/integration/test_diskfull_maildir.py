@@ -26,8 +26,8 @@ def send_message(c, token, size):
     assert code == 354, lines
     body = body_for(token, size)
     c.send(stuffed(body) + b".\r\n")
-    code, lines = c.reply(timeout=30 * T)
-    return body, code, lines
+    r = c.read_reply(timeout=30 * T)
+    return body, r.code, r.lines
 
 
 def stored_tokens(maildir):
@@ -68,7 +68,7 @@ def test_maildir_disk_full(start_daemon, tmp_path):
             assert refused, f"40 x 100 KiB into ~600 KiB free and never a 452: {len(acked)} acked"
             assert acked, "nothing accepted before the disk was full"
             # the session and the daemon are fine
-            assert c.cmd("NOOP") == (250, ["250 2.0.0 Ok"])
+            assert c.cmd("NOOP").lines == ["250 2.0.0 Ok"]
             assert c.cmd("RSET")[0] == 250
         assert d.running(), d.log()[-3000:]
         with Client(d.port) as c2:

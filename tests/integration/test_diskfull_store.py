@@ -36,8 +36,8 @@ def test_store_write_failure_block_still_enforced(start_daemon, tmp_path):
                 code, lines = c.cmd("AUTH PLAIN " + plain_b64(USER, "wrong-password"))
                 assert code == 535, lines
             try:
-                code, lines = c.cmd("NOOP")
-                assert code == 421 and lines[-1].startswith("421 4.7.0"), lines
+                r = c.cmd("NOOP")
+                assert r.code == 421 and r.line.startswith("421 4.7.0"), r
             except Closed:
                 raise AssertionError("closed without the 421 of SPEC section 3")
         d.wait_log(r"event=block\b.*ip=127\.0\.0\.23", timeout=10, start=start)

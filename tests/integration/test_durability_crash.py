@@ -85,7 +85,8 @@ def _submitter(port, idx, stop, ledger, seed):
                     break
                 ledger.sent[token] = body
                 c.send(stuffed(body) + b".\r\n")
-                code, lines = c.reply()
+                r = c.read_reply()
+                code, lines = r.code, r.lines
                 if code == 250:
                     m = re.fullmatch(r"250 2\.0\.0 Ok: queued as (\S+)", lines[-1])
                     assert m, lines      # a 250 in another form: the test reports it

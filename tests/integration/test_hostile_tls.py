@@ -15,7 +15,7 @@ import time
 from conftest import T
 from hostileutil import (
     HOSTILE_GUARD, PASSWORD, RCPT, USER, Client, Closed, Watch, client_hello_bytes,
-    plain_b64, stuffed, body_for, submit, unverified,
+    plain_b64, stuffed, body_for, submit, unverified_context,
 )
 
 
@@ -29,7 +29,7 @@ def replies_until_noop(c, timeout):
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            code, lines = c.reply(timeout=max(0.1, deadline - time.monotonic()))
+            code, lines = c.read_reply(timeout=max(0.1, deadline - time.monotonic()))
             out.append((code, lines))
             if code == 250:
                 return out, False
@@ -57,7 +57,7 @@ def test_client_hello_on_plain_port(start_daemon):
                     assert replies and replies[-1][0] == 421, replies[-3:]
             # before the greeting (a client that assumed implicit TLS)
             with Client(d.port, greet=False, header=hello) as c:
-                code, lines = c.reply()
+                code, lines = c.read_reply()
                 assert code == 220, lines
                 c.send(b"\r\nNOOP\r\n")
                 replies, closed = replies_until_noop(c, 10 * T)
@@ -66,7 +66,7 @@ def test_client_hello_on_plain_port(start_daemon):
             s = socket.create_connection(("127.0.0.1", d.port), timeout=10 * T)
             t0 = time.monotonic()
             try:
-                unverified().wrap_socket(s)
+                unverified_context().wrap_socket(s)
                 raise AssertionError("TLS handshake succeeded on the plain port")
             except (ssl.SSLError, ConnectionError, OSError) as e:
                 assert not isinstance(e, TimeoutError), f"handshake hung: {e!r}"
@@ -94,7 +94,7 @@ def test_plain_text_on_tls_port(start_daemon):
                         c.send(j)
                     except (BrokenPipeError, ConnectionResetError):
                         pass
-                    data = c.until_closed(15 * T)
+                    data = c.read_until_closed(15 * T)
                     assert b"220" not in data, data[:200]
                     assert data == b"" or data[:1] == b"\x15", \
                         f"non-alert bytes from the TLS port: {data[:200]!r}"
@@ -128,7 +128,7 @@ def _starttls_worker(d, w, results, idx):
                 assert c.cmd(f"RCPT TO:<{RCPT}>")[0] == 250
                 assert c.cmd("DATA")[0] == 354
                 c.send(stuffed(body_for(token)) + b".\r\n")
-                code, lines = c.reply()
+                code, lines = c.read_reply()
                 assert code == 250, lines
                 results.setdefault("tokens", []).append(token)
             # B: STARTTLS, then vanish mid-handshake
@@ -141,14 +141,14 @@ def _starttls_worker(d, w, results, idx):
                 assert c.cmd("EHLO flood.example")[0] == 250
                 assert c.cmd("STARTTLS")[0] == 220
                 c.send(b"EHLO still-plain.example\r\n")
-                data = c.until_closed(15 * T)
+                data = c.read_until_closed(15 * T)
                 assert b"250" not in data, data[:200]
             # D: a command pipelined after STARTTLS is dropped, not answered
             # in the clear (CVE-2011-0411); the handshake then works
             with Client(d.port) as c:
                 assert c.cmd("EHLO flood.example")[0] == 250
                 c.send(b"STARTTLS\r\nEHLO injected.example\r\n")
-                code, lines = c.reply()
+                code, lines = c.read_reply()
                 assert code == 220, lines
                 assert c.buf == b"", f"bytes after 220: {c.buf!r}"
                 c.sock.settimeout(0.3)
@@ -157,7 +157,7 @@ def _starttls_worker(d, w, results, idx):
                 except (TimeoutError, socket.timeout):
                     early = b""
                 assert early == b"", f"the injected EHLO was answered: {early!r}"
-                c.sock = unverified().wrap_socket(c.sock)
+                c.sock = unverified_context().wrap_socket(c.sock)
                 code, lines = c.cmd("NOOP")
                 assert code == 250, lines
             # E: STARTTLS on the implicit-TLS port

@@ -69,7 +69,7 @@ def test_header_split_across_packets(start_daemon):
         c = Conn(d.port, greet=False)
         for i in range(len(h)):
             c.send(h[i:i + 1])
-        c.greeting = c.reply()
+        c.greeting = c.read_reply()
         assert c.greeting.line.startswith("220 "), c.greeting
         c.quit()
 
@@ -84,7 +84,7 @@ def test_received_header_and_logs_name_proxy_address(start_daemon):
         assert c.cmd("RCPT TO:<friend@example.org>").code == 250
         assert c.cmd("DATA").code == 354
         c.send(f"Subject: via {src}\r\n\r\nhello\r\n.\r\n")
-        r = c.reply()
+        r = c.read_reply()
         assert r.line.startswith("250 2.0.0"), r
         c.quit()
     msgs = wait_until(lambda: (lambda m: m if len(m) >= 2 else None)(d.messages()),
