@@ -82,8 +82,8 @@ static const char *check_args(json_t *in, struct ctlreq *r, char err[CTLREQ_ERR_
     if (r->cmd == CTLREQ_BLOCK) {
         json_t *d = json_object_get(in, "duration_ms");
         json_int_t ms = json_integer_value(d);
-        if (!json_is_integer(d) || (ms <= 0 && ms != -1))
-            return "duration_ms is a positive number, or -1 for permanent";
+        if (!json_is_integer(d) || (ms != -1 && (ms <= 0 || ms > CTLREQ_DURATION_MAX)))
+            return "duration_ms is a positive number up to 100 years, or -1 for permanent";
         r->duration_ms = ms;
     }
     util_strlcpy(r->by, text(in, "by", "portcullisctl"), sizeof r->by);
@@ -113,10 +113,14 @@ char *ctlreq_reply(json_t *result, const char *err)
 {
     json_t *reply = json_object();
     json_object_set_new(reply, "ok", json_boolean(result != NULL));
-    if (result != NULL)
+    if (result != NULL) {
         json_object_set_new(reply, "result", result);
-    else
-        json_object_set_new(reply, "error", json_string(err ? err : "failed"));
+    } else {
+        /* json_string refuses text that is not UTF-8 (a config error may
+         * quote any bytes): the reply still says that it failed. */
+        json_t *e = json_string(err ? err : "failed");
+        json_object_set_new(reply, "error", e ? e : json_string("failed"));
+    }
     char *out = json_dumps(reply, JSON_COMPACT);
     json_decref(reply);
     return out;

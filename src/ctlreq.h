@@ -22,6 +22,9 @@
  * bad address is cut to 200 bytes). */
 #define CTLREQ_ERR_MAX 256
 
+/* The longest temporary block, 100 years: "until" stays far from overflow. */
+#define CTLREQ_DURATION_MAX (100LL * 36525 * 864 * 1000)
+
 enum ctlreq_cmd {
     CTLREQ_STATUS, CTLREQ_HISTORY, CTLREQ_LIST, CTLREQ_BLOCK, CTLREQ_UNBLOCK,
     CTLREQ_STATS, CTLREQ_RELOAD,
@@ -37,7 +40,7 @@ struct ctlreq {
     struct addr addr;              /* as parsed; see ctlreq_prefix() */
     /* list: "filter", absent (or not a string) = all. */
     enum ctlreq_filter filter;
-    /* block: > 0, or -1 for permanent. */
+    /* block: 1 .. CTLREQ_DURATION_MAX, or -1 for permanent. */
     int64_t duration_ms;
     /* "by" and "reason", cut on a character boundary to what a block
      * record keeps (lifted_by, note / lift_reason), so the log line says

@@ -62,20 +62,26 @@ static bool is_number(const char *v)
     return true;
 }
 
-/* Escapes for both formats: a log line must stay one line whatever a
- * client sent (user names, HELO names). */
+/* Escapes for both formats: a log line must stay one line, and a JSON
+ * line valid UTF-8, whatever a client or a PTR record sent (user names,
+ * HELO names, host names). A byte that is not part of a well-formed UTF-8
+ * character is written as \u00XX, its value. */
 static void put_escaped(struct line *l, const char *v)
 {
     for (; *v; v++) {
         unsigned char c = (unsigned char)*v;
         char esc[8];
+        size_t k = 0;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
             put(l, esc, 2);
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && (k = util_utf8_char(v)) == 0)) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             puts_(l, esc);
+        } else if (c >= 0x80) {
+            put(l, v, k);
+            v += k - 1;
         } else {
             put(l, (const char *)&c, 1);
         }

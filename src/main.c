@@ -265,9 +265,15 @@ int main(int argc, char **argv)
         if (w->base == NULL || w->mb == NULL)
             return fail("cannot create an event base");
         /* Always, so that a reload may turn reverse_dns on; without
-         * lookups it sends nothing and keeps no event on the loop. */
-        if ((w->dns = rdns_base_new(w->base, c, err, sizeof err)) == NULL)
-            return fail(err);
+         * lookups it sends nothing and keeps no event on the loop. A
+         * resolver that cannot be set up stops the start only when it is
+         * wanted; otherwise lookups turned on later answer "unknown". */
+        if ((w->dns = rdns_base_new(w->base, c, err, sizeof err)) == NULL) {
+            if (c->reverse_dns)
+                return fail(err);
+            if (i == 0)
+                log_event(LOG_WARN, "resolver_error", "error", err, NULL);
+        }
     }
     if (!server_bind(&srv, err, sizeof err))
         return fail(err);

@@ -1107,14 +1107,18 @@ static void rejected_read(struct rejected *r)
         if (ch == '\n') {
             bool quit = r->quit == 4 && r->col <= 6;
             const char *a = quit ? "221 2.0.0 Bye\r\n" : "503 5.5.1 Bad sequence of commands\r\n";
-            /* The 221 is corked (MSG_MORE) so that close() sends it and the
-             * FIN in one segment. */
-            int more = quit ? MSG_MORE : 0;
-            if (send(r->fd, a, strlen(a), MSG_NOSIGNAL | MSG_DONTWAIT | more) < 0 || quit) {
+            /* A QUIT that ends what the client sent: the 221 is corked
+             * (MSG_MORE) so that close() sends it and the FIN in one
+             * segment. With bytes behind the QUIT (or maybe behind: a full
+             * buffer), close() would answer them with a RST that discards
+             * the 221, so it leaves at once and the rest is drained. */
+            bool last = quit && i + 1 == n && (size_t)n < sizeof buf;
+            if (send(r->fd, a, strlen(a), MSG_NOSIGNAL | MSG_DONTWAIT | (last ? MSG_MORE : 0)) < 0 ||
+                last) {
                 rejected_free(r);
                 return;
             }
-            if (++r->errors >= ERRORS_MAX) {
+            if (quit || ++r->errors >= ERRORS_MAX) {
                 rejected_drain(r);
                 return;
             }
@@ -1202,7 +1206,7 @@ static void log_rejects(uint32_t n, const struct addr *prefix)
 
 /* ---- reverse DNS ---------------------------------------------------------- */
 
-static void rdns_done(void *arg, const char *name, const char *why, const char *ptr)
+static void on_rdns_answer(void *arg, const char *name, const char *why, const char *ptr)
 {
     struct session *s = arg;
     s->rdns = NULL;
@@ -1213,11 +1217,11 @@ static void rdns_done(void *arg, const char *name, const char *why, const char *
 }
 
 /* Runs beside the dialogue: the greeting does not wait for it. */
-static void rdns_begin(struct session *s)
+static void look_up_name(struct session *s)
 {
     s->rdns_asked = true;
     if (s->w->dns != NULL)
-        s->rdns = rdns_start(s->w->dns, s->w->base, &s->client, rdns_done, s);
+        s->rdns = rdns_start(s->w->dns, s->w->base, &s->client, on_rdns_answer, s);
     if (s->rdns == NULL)
         log_event(LOG_INFO, "rdns", "ip", s->ip, "session", s->sid, "name", "unknown",
                   "why", "error", NULL);
@@ -1285,7 +1289,7 @@ static void start_dialogue(struct session *s)
     struct timeval tv = {c->timeout_command_ms / 1000, (c->timeout_command_ms % 1000) * 1000};
     bufferevent_set_timeouts(s->bev, &tv, &tv);
     if (c->reverse_dns && !s->proxy_local)
-        rdns_begin(s);
+        look_up_name(s);
     reply(s, "220 %s ESMTP Portcullis", c->hostname);
 }
 

@@ -125,6 +125,27 @@ size_t util_utf8_cut(const char *s, size_t max)
     return max;
 }
 
+size_t util_utf8_char(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;    /* the second byte's range */
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        n = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        n = 3, lo = p[0] == 0xE0 ? 0xA0 : 0x80, hi = p[0] == 0xED ? 0x9F : 0xBF;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        n = 4, lo = p[0] == 0xF0 ? 0x90 : 0x80, hi = p[0] == 0xF4 ? 0x8F : 0xBF;
+    else
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
 size_t util_strlcpy(char *dst, const char *src, size_t size)
 {
     size_t n = strlen(src);

@@ -36,6 +36,10 @@ void util_rfc5322_date(int64_t ms, char *out, size_t outlen);
 size_t util_strlcpy(char *dst, const char *src, size_t size);
 /* The longest length <= max of s that ends on a UTF-8 character boundary. */
 size_t util_utf8_cut(const char *s, size_t max);
+/* The length (2-4) of the well-formed UTF-8 character of more than one
+ * byte at s (RFC 3629: no overlong forms, no surrogates, <= U+10FFFF);
+ * 0 if there is none. */
+size_t util_utf8_char(const char *s);
 bool util_strcaseprefix(const char *s, const char *prefix);
 
 /* A host name fit for a Received: header and a log: letter-digit-hyphen

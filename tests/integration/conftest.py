@@ -201,7 +201,7 @@ class Daemon:
                                          start_new_session=True)
         finally:
             logf.close()
-        self.wait_log(r"event=ready", timeout=ready_timeout or 20, start=start)
+        self.wait_log(r"event=ready|\"event\":\"ready\"", timeout=ready_timeout or 20, start=start)
         return self
 
     def running(self):

@@ -1,10 +1,13 @@
 """The guard against the real daemon: auth-failure blocks, the exact replies
 of SPEC §3, blocks lifting by themselves, and the ladder up to permanent."""
 
+import socket
 import time
 
+import pytest
+
 from guardutil import (
-    GREETING_554, REPLY_421, Conn, check_status_shape, fail_auth, greeting_of,
+    GREETING_554, REPLY_421, T, Conn, check_status_shape, fail_auth, greeting_of,
     seconds_between, status, wait_expired, wait_greeting, wait_until,
 )
 
@@ -86,6 +89,35 @@ def test_blocked_connection_closed_within_ten_seconds(start_daemon):
         assert time.monotonic() - t0 < 16
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("after", [b"", b"NOOP\r\n", b"x" * 600],
+                         ids=["quit-alone", "quit-then-noop", "quit-then-600-bytes"])
+def test_blocked_client_gets_its_221_whatever_follows_the_quit(start_daemon, after):
+    """The 221 to a blocked client's QUIT leaves with the FIN when the QUIT
+    ends what the client sent; with bytes behind it (some still unread when
+    the server has answered), a close() would reset the connection and
+    destroy the 221: it must arrive, and the connection end cleanly."""
+    d = start_daemon()
+    d.ctl("block", "127.0.0.1", "--for", "1h", check=True)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10 * T)
+    try:
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+        assert data.decode() == GREETING_554 + "\r\n"
+        s.sendall(b"QUIT\r\n" + after)
+        data = b""
+        while True:
+            chunk = s.recv(4096)          # a reset raises: the test fails
+            if not chunk:
+                break
+            data += chunk
+        assert data == b"221 2.0.0 Bye\r\n", data
+    finally:
+        s.close()
 
 
 def test_successful_auth_is_not_counted(start_daemon):

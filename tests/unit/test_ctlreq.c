@@ -153,14 +153,16 @@ static void test_block(void **state)
 
     r = ok("{\"cmd\":\"block\",\"ip\":\"192.0.2.9\",\"duration_ms\":1}");
     assert_int_equal(r.duration_ms, 1);
-    r = ok("{\"cmd\":\"block\",\"ip\":\"192.0.2.9\",\"duration_ms\":9223372036854775807}");
-    assert_int_equal(r.duration_ms, INT64_MAX);
+    r = ok("{\"cmd\":\"block\",\"ip\":\"192.0.2.9\",\"duration_ms\":3155760000000}");
+    assert_int_equal(r.duration_ms, CTLREQ_DURATION_MAX);     /* 100 years */
 }
 
 static void test_block_bad_duration(void **state)
 {
     (void)state;
-    const char *want = "duration_ms is a positive number, or -1 for permanent";
+    const char *want = "duration_ms is a positive number up to 100 years, or -1 for permanent";
+    bad_s("{\"cmd\":\"block\",\"ip\":\"192.0.2.9\",\"duration_ms\":3155760000001}", want);
+    bad_s("{\"cmd\":\"block\",\"ip\":\"192.0.2.9\",\"duration_ms\":9223372036854775807}", want);
     bad_s("{\"cmd\":\"block\",\"ip\":\"192.0.2.9\"}", want);
     bad_s("{\"cmd\":\"block\",\"ip\":\"192.0.2.9\",\"duration_ms\":0}", want);
     bad_s("{\"cmd\":\"block\",\"ip\":\"192.0.2.9\",\"duration_ms\":-2}", want);
@@ -418,6 +420,8 @@ static void test_reply(void **state)
     reply_eq(NULL, "unknown command", "{\"ok\":false,\"error\":\"unknown command\"}");
     reply_eq(NULL, NULL, "{\"ok\":false,\"error\":\"failed\"}");
     reply_eq(NULL, "say \"no\"", "{\"ok\":false,\"error\":\"say \\\"no\\\"\"}");
+    /* Text that is not UTF-8 cannot be a JSON string: the reply still fails. */
+    reply_eq(NULL, "bad byte \xff", "{\"ok\":false,\"error\":\"failed\"}");
     reply_eq(json_object(), NULL, "{\"ok\":true,\"result\":{}}");
     reply_eq(json_pack("{s:s,s:i}", "prefix", "192.0.2.0/24", "n", 2), "ignored",
              "{\"ok\":true,\"result\":{\"prefix\":\"192.0.2.0/24\",\"n\":2}}");

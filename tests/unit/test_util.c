@@ -256,6 +256,24 @@ static void test_clocks(void **state)
 /* Regression (fuzz/regressions/control-*-cut-mid-utf8): a copy that must
  * be cut never splits a UTF-8 character, so the JSON built from it stays
  * valid. */
+static void test_utf8_char(void **state)
+{
+    (void)state;
+    assert_int_equal(util_utf8_char("\xc3\xa9x"), 2);          /* é */
+    assert_int_equal(util_utf8_char("\xe2\x82\xac"), 3);      /* € */
+    assert_int_equal(util_utf8_char("\xf0\x9f\x93\xa7"), 4); /* U+1F4E7 */
+    assert_int_equal(util_utf8_char("\xf4\x8f\xbf\xbf"), 4); /* U+10FFFF */
+    assert_int_equal(util_utf8_char("a"), 0);                   /* one byte */
+    assert_int_equal(util_utf8_char("\xff\xfe"), 0);
+    assert_int_equal(util_utf8_char("\xa9"), 0);                /* continuation first */
+    assert_int_equal(util_utf8_char("\xc0\xaf"), 0);           /* overlong '/' */
+    assert_int_equal(util_utf8_char("\xe0\x80\xaf"), 0);      /* overlong */
+    assert_int_equal(util_utf8_char("\xed\xa0\x80"), 0);      /* surrogate D800 */
+    assert_int_equal(util_utf8_char("\xf4\x90\x80\x80"), 0); /* above U+10FFFF */
+    assert_int_equal(util_utf8_char("\xe2\x82"), 0);           /* cut by the NUL */
+    assert_int_equal(util_utf8_char("\xc3"), 0);
+}
+
 static void test_strlcpy_keeps_utf8_whole(void **state)
 {
     (void)state;
@@ -275,6 +293,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strlcpy_keeps_utf8_whole),
+        cmocka_unit_test(test_utf8_char),
         cmocka_unit_test(test_duration_units),
         cmocka_unit_test(test_duration_bare_number_is_seconds),
         cmocka_unit_test(test_duration_bad),
