@@ -154,42 +154,80 @@ static bool parse_resolver_one(const char *w, struct resolver_addr *r)
     return parse_host_port(w, 53, &r->addr, &r->port);
 }
 
+/* Calls one(p, word, i) for each word of a list value ("a b, c"), at most
+ * max of them. Returns how many, or -1 with the message in p->msg (a value
+ * too long to split, too many words, or what `one` said). */
+static int each_word(struct parse_ctx *p, const char *v, int max, const char *what,
+                     bool (*one)(struct parse_ctx *p, const char *w, int i))
+{
+    char buf[2048];
+    if (util_strlcpy(buf, v, sizeof buf) >= sizeof buf)
+        return snprintf(p->msg, sizeof p->msg, "too long"), -1;
+    int n = 0;
+    for (char *save, *w = strtok_r(buf, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
+        if (n == max)
+            return snprintf(p->msg, sizeof p->msg, "more than %d %s", max, what), -1;
+        if (!one(p, w, n++))
+            return -1;
+    }
+    return n;
+}
+
+static bool listen_word(struct parse_ctx *p, const char *w, int i)
+{
+    if (parse_listen_one(w, &p->c->listen[i]))
+        return true;
+    snprintf(p->msg, sizeof p->msg,
+             "'%s' is not ADDR:PORT or [V6]:PORT with an optional /starttls, /tls or /plain", w);
+    return false;
+}
+
+static bool resolver_word(struct parse_ctx *p, const char *w, int i)
+{
+    if (parse_resolver_one(w, &p->c->resolver[i]))
+        return true;
+    snprintf(p->msg, sizeof p->msg, "'%s' is not a nameserver address: IP, IP:PORT or [V6]:PORT", w);
+    return false;
+}
+
+static bool mechanism_word(struct parse_ctx *p, const char *w, int i)
+{
+    (void)i;
+    if (strcasecmp(w, "PLAIN") == 0)
+        p->c->mech_plain = true;
+    else if (strcasecmp(w, "LOGIN") == 0)
+        p->c->mech_login = true;
+    else
+        return snprintf(p->msg, sizeof p->msg, "unknown mechanism '%s' (PLAIN, LOGIN)", w), false;
+    return true;
+}
+
+static bool ban_word(struct parse_ctx *p, const char *w, int i)
+{
+    int64_t ms = util_parse_duration(w);
+    if (ms <= 0)
+        return snprintf(p->msg, sizeof p->msg, "'%s' is not a duration like 15m", w), false;
+    p->c->ban_ms[i] = ms;
+    return true;
+}
+
 static bool parse_special(struct parse_ctx *p, const struct key *k, const char *v)
 {
     struct config *c = p->c;
     const char *name = k->name;
     if (strcmp(name, "listen") == 0) {
-        int n = 0;
-        char buf[2048];
-        if (util_strlcpy(buf, v, sizeof buf) >= sizeof buf)
-            return snprintf(p->msg, sizeof p->msg, "too long"), false;
-        for (char *save, *w = strtok_r(buf, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
-            if (n == CONFIG_MAX_LISTEN)
-                return snprintf(p->msg, sizeof p->msg, "more than %d addresses", CONFIG_MAX_LISTEN), false;
-            if (!parse_listen_one(w, &c->listen[n]))
-                return snprintf(p->msg, sizeof p->msg,
-                                "'%s' is not ADDR:PORT or [V6]:PORT with an optional /starttls, /tls or /plain",
-                                w), false;
-            n++;
-        }
+        int n = each_word(p, v, CONFIG_MAX_LISTEN, "addresses", listen_word);
         if (n == 0)
-            return snprintf(p->msg, sizeof p->msg, "no address given"), false;
+            snprintf(p->msg, sizeof p->msg, "no address given");
+        if (n <= 0)
+            return false;
         c->nlisten = n;
         return true;
     }
     if (strcmp(name, "resolver") == 0) {
-        int n = 0;
-        char buf[1024];
-        if (util_strlcpy(buf, v, sizeof buf) >= sizeof buf)
-            return snprintf(p->msg, sizeof p->msg, "too long"), false;
-        for (char *save, *w = strtok_r(buf, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
-            if (n == CONFIG_MAX_RESOLVERS)
-                return snprintf(p->msg, sizeof p->msg, "more than %d nameservers", CONFIG_MAX_RESOLVERS), false;
-            if (!parse_resolver_one(w, &c->resolver[n]))
-                return snprintf(p->msg, sizeof p->msg,
-                                "'%s' is not a nameserver address: IP, IP:PORT or [V6]:PORT", w), false;
-            n++;
-        }
+        int n = each_word(p, v, CONFIG_MAX_RESOLVERS, "nameservers", resolver_word);
+        if (n < 0)
+            return false;
         c->nresolver = n;    /* none: the system's resolvers */
         return true;
     }
@@ -206,35 +244,18 @@ static bool parse_special(struct parse_ctx *p, const struct key *k, const char *
         return true;
     }
     if (strcmp(name, "mechanisms") == 0) {
-        char buf[256];
-        util_strlcpy(buf, v, sizeof buf);
         c->mech_plain = c->mech_login = false;
-        for (char *save, *w = strtok_r(buf, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
-            if (strcasecmp(w, "PLAIN") == 0)
-                c->mech_plain = true;
-            else if (strcasecmp(w, "LOGIN") == 0)
-                c->mech_login = true;
-            else
-                return snprintf(p->msg, sizeof p->msg, "unknown mechanism '%s' (PLAIN, LOGIN)", w), false;
-        }
-        if (!c->mech_plain && !c->mech_login)
-            return snprintf(p->msg, sizeof p->msg, "none given (PLAIN, LOGIN)"), false;
-        return true;
+        int n = each_word(p, v, 8, "mechanisms", mechanism_word);
+        if (n == 0)
+            snprintf(p->msg, sizeof p->msg, "none given (PLAIN, LOGIN)");
+        return n > 0;
     }
     if (strcmp(name, "ban_durations") == 0) {
-        char buf[512];
-        int n = 0;
-        util_strlcpy(buf, v, sizeof buf);
-        for (char *save, *w = strtok_r(buf, " \t,", &save); w; w = strtok_r(NULL, " \t,", &save)) {
-            int64_t ms = util_parse_duration(w);
-            if (ms <= 0)
-                return snprintf(p->msg, sizeof p->msg, "'%s' is not a duration like 15m", w), false;
-            if (n == CONFIG_MAX_BANS)
-                return snprintf(p->msg, sizeof p->msg, "more than %d durations", CONFIG_MAX_BANS), false;
-            c->ban_ms[n++] = ms;
-        }
+        int n = each_word(p, v, CONFIG_MAX_BANS, "durations", ban_word);
         if (n == 0)
-            return snprintf(p->msg, sizeof p->msg, "at least one duration is needed"), false;
+            snprintf(p->msg, sizeof p->msg, "at least one duration is needed");
+        if (n <= 0)
+            return false;
         c->nbans = n;
         return true;
     }

@@ -140,6 +140,15 @@ static struct guard_block impose(struct fixture *f, const char *ip, int64_t now)
     return b;
 }
 
+/* The operator lifts b at `when`: the guard lets go, the store records it. */
+static void lift(struct fixture *f, const struct guard_block *b, int64_t when, const char *reason)
+{
+    uint64_t id;
+    assert_true(guard_unblock(f->g, &b->prefix, when, &id));
+    assert_true(id == b->id);
+    store_lift(f->s, id, when, "support", reason);
+}
+
 struct collect {
     struct guard_block v[16];
     int n;
@@ -176,10 +185,7 @@ static void test_lift_keeps_the_record(void **state)
     struct fixture *f = *state;
     int64_t now = util_now_ms();
     struct guard_block b = impose(f, "192.0.2.11", now);
-    uint64_t id;
-    assert_true(guard_unblock(f->g, &b.prefix, now + 5, &id));
-    assert_true(id == b.id);
-    store_lift(f->s, id, now + 5, "support", "ticket 4711: caf\xc3\xa9");
+    lift(f, &b, now + 5, "ticket 4711: caf\xc3\xa9");
     struct guard_block got;
     assert_true(f->s->ops->get(f->s, b.id, &got));
     assert_int_equal(got.state, BLOCK_LIFTED);
@@ -187,7 +193,7 @@ static void test_lift_keeps_the_record(void **state)
     assert_string_equal(got.lifted_by, "support");
     assert_string_equal(got.lift_reason, "ticket 4711: caf\xc3\xa9");
     /* An expiry after the lift changes nothing. */
-    store_expire(f->s, id, now + 10);
+    store_expire(f->s, b.id, now + 10);
     assert_true(f->s->ops->get(f->s, b.id, &got));
     assert_int_equal(got.state, BLOCK_LIFTED);
 }
@@ -209,9 +215,7 @@ static void test_history_newest_first_and_covering(void **state)
     struct fixture *f = *state;
     int64_t now = util_now_ms();
     struct guard_block first = impose(f, "198.51.100.7", now - 5000);
-    uint64_t id;
-    assert_true(guard_unblock(f->g, &first.prefix, now - 4000, &id));
-    store_lift(f->s, id, now - 4000, "support", "fixed");
+    lift(f, &first, now - 4000, "fixed");
     struct guard_block second = impose(f, "198.51.100.7", now);
     /* an operator's /24 covers the address; another address stays apart */
     struct guard_block wide, old;
@@ -248,9 +252,7 @@ static void test_prune(void **state)
     struct fixture *f = *state;
     int64_t now = util_now_ms();
     struct guard_block gone = impose(f, "192.0.2.50", now - 10000);
-    uint64_t id;
-    assert_true(guard_unblock(f->g, &gone.prefix, now - 5000, &id));
-    store_lift(f->s, id, now - 5000, "support", "old");
+    lift(f, &gone, now - 5000, "old");
     struct guard_block kept = impose(f, "192.0.2.51", now - 10000);
     store_prune(f->s, now);
     struct guard_block got;
