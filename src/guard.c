@@ -128,6 +128,21 @@ static long rate_limit(const struct config *c, int k)
          : k == RATE_UNAUTH ? c->unauth_limit : c->conn_rate_limit;
 }
 
+static int rate_kind(enum guard_reason why)
+{
+    return why == GUARD_AUTH_FAILURES ? RATE_AUTH : why == GUARD_UNAUTH_ATTEMPTS ? RATE_UNAUTH : RATE_CONN;
+}
+
+int64_t guard_window_ms(const struct config *c, enum guard_reason why)
+{
+    return rate_window(c, rate_kind(why));
+}
+
+long guard_limit(const struct config *c, enum guard_reason why)
+{
+    return rate_limit(c, rate_kind(why));
+}
+
 /* ---- names ---------------------------------------------------------- */
 
 static const char *const reason_names[] = {"none", "auth_failures", "unauth_attempts",

@@ -23,6 +23,10 @@ enum guard_reason {
     GUARD_MANUAL,
 };
 const char *guard_reason_name(enum guard_reason r);   /* "auth_failures" ... */
+/* The window and the limit configured for the count of `why` (one of the
+ * three counted reasons), as the guard and the cluster's shared counts use. */
+int64_t guard_window_ms(const struct config *c, enum guard_reason why);
+long guard_limit(const struct config *c, enum guard_reason why);
 
 enum block_state { BLOCK_ACTIVE, BLOCK_PERMANENT, BLOCK_LIFTED, BLOCK_EXPIRED };
 const char *block_state_name(enum block_state s);     /* "blocked" ... */

@@ -72,11 +72,7 @@ void server_count(struct server *s, const struct config *c, const struct addr *c
     if (s->store->ops->count == NULL || cidr_list_match(&c->allow, client))
         return;
     struct addr k = addr_prefix_of(client, c->ipv4_prefix, c->ipv6_prefix);
-    long limit = why == GUARD_AUTH_FAILURES ? c->auth_fail_limit
-               : why == GUARD_UNAUTH_ATTEMPTS ? c->unauth_limit : c->conn_rate_limit;
-    int64_t window = why == GUARD_AUTH_FAILURES ? c->auth_fail_window_ms
-                   : why == GUARD_UNAUTH_ATTEMPTS ? c->unauth_window_ms : c->conn_rate_window_ms;
-    s->store->ops->count(s->store, &k, why, limit, window);
+    s->store->ops->count(s->store, &k, why, guard_limit(c, why), guard_window_ms(c, why));
 }
 
 /* ---- the cluster's hooks (run on the store's thread) ------------------ */

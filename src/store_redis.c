@@ -332,47 +332,45 @@ static bool in_force(const struct guard_block *b, int64_t now)
            (b->expires_at == 0 || b->expires_at > now);
 }
 
-static void known_set(struct redis_store *r, const struct guard_block *b)
+/* The link that points at block `id` in the known list (*slot is NULL when
+ * it is not there). */
+static struct known **known_slot(struct redis_store *r, uint64_t id)
 {
     struct known **pp = &r->known;
-    for (; *pp != NULL; pp = &(*pp)->next)
-        if ((*pp)->b.id == b->id)
-            break;
-    bool keep = in_force(b, util_now_ms());
-    if (*pp != NULL) {
-        if (keep) {
-            (*pp)->b = *b;
-        } else {
-            struct known *k = *pp;
-            *pp = k->next;
-            free(k);
-        }
-        return;
-    }
-    if (!keep)
-        return;
-    struct known *k = calloc(1, sizeof *k);
-    if (k == NULL)
-        return;
-    k->b = *b;
-    k->next = r->known;
-    r->known = k;
+    while (*pp != NULL && (*pp)->b.id != id)
+        pp = &(*pp)->next;
+    return pp;
 }
 
 static void known_drop(struct redis_store *r, uint64_t id)
 {
-    for (struct known **pp = &r->known; *pp != NULL; pp = &(*pp)->next)
-        if ((*pp)->b.id == id) {
-            struct known *k = *pp;
-            *pp = k->next;
-            free(k);
+    struct known **pp = known_slot(r, id);
+    struct known *k = *pp;
+    if (k != NULL) {
+        *pp = k->next;
+        free(k);
+    }
+}
+
+static void known_set(struct redis_store *r, const struct guard_block *b)
+{
+    if (!in_force(b, util_now_ms())) {
+        known_drop(r, b->id);
+        return;
+    }
+    struct known *k = *known_slot(r, b->id);
+    if (k == NULL) {
+        if ((k = calloc(1, sizeof *k)) == NULL)
             return;
-        }
+        k->next = r->known;
+        r->known = k;
+    }
+    k->b = *b;
 }
 
 /* ---- commands ---------------------------------------------------------- */
 
-static void key(struct redis_store *r, char *out, size_t len, const char *what)
+static void key(const struct redis_store *r, char *out, size_t len, const char *what)
 {
     snprintf(out, len, "%s%s", r->pfx, what);
 }
@@ -468,6 +466,16 @@ static void count_reply(redisAsyncContext *ac, void *reply, void *priv)
     free(c);
 }
 
+/* The shared count of `why` for a prefix. */
+static void count_key(const struct redis_store *r, enum guard_reason why, const struct addr *prefix,
+                      char *out, size_t len)
+{
+    char p[ADDR_STRLEN], what[ADDR_STRLEN + 48];
+    addr_format(prefix, true, p);
+    snprintf(what, sizeof what, "cnt:%s:%s", guard_reason_name(why), p);
+    key(r, out, len, what);
+}
+
 static void send_count(struct redis_store *r, const struct item *it)
 {
     struct count_ctx *c = calloc(1, sizeof *c);
@@ -476,10 +484,8 @@ static void send_count(struct redis_store *r, const struct item *it)
     c->r = r;
     c->prefix = it->b.prefix;
     c->why = it->why;
-    char p[ADDR_STRLEN], k[256], what[ADDR_STRLEN + 48], win[32], lim[32];
-    addr_format(&it->b.prefix, true, p);
-    snprintf(what, sizeof what, "cnt:%s:%s", guard_reason_name(it->why), p);
-    key(r, k, sizeof k, what);
+    char k[256], win[32], lim[32];
+    count_key(r, it->why, &it->b.prefix, k, sizeof k);
     snprintf(win, sizeof win, "%lld", (long long)it->window);
     snprintf(lim, sizeof lim, "%ld", it->limit);
     const char *keys[1] = {k};
@@ -534,14 +540,6 @@ static void send_item(struct redis_store *r, struct item *it)
 }
 
 /* Runs on the store thread (posted by any thread). */
-static struct known *known_find(struct redis_store *r, uint64_t id)
-{
-    for (struct known *k = r->known; k != NULL; k = k->next)
-        if (k->b.id == id)
-            return k;
-    return NULL;
-}
-
 static void run_item(void *arg)
 {
     struct item *it = arg;
@@ -553,7 +551,7 @@ static void run_item(void *arg)
          * Redis may come back without the record while another node
          * still holds it and writes it back as in force. Replayed whole,
          * the lift wins over that write-back (see pend()). */
-        struct known *k = known_find(r, it->b.id);
+        struct known *k = *known_slot(r, it->b.id);
         if (k != NULL) {
             it->has_full = true;
             it->full = k->b;
@@ -640,19 +638,65 @@ struct call {
     struct redis_store *r;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool done, ok;
-    /* the request */
+    bool done, ok, too_long;
+    /* the request: keys and args point into text, which the call owns,
+     * since a call that times out outlives the caller that made it */
     const char *script;
     const char *keys[3];
     int nkeys;
-    const char **args;
+    const char *args[EVAL_ARGS_MAX - 8];
     int nargs;
+    size_t used;
+    char text[8192];
     /* the answer: records, or numbers */
     struct guard_block *v;
     size_t n;
     long long nums[3];
     size_t nnums;
 };
+
+static struct call *call_new(const char *script)
+{
+    struct call *c = calloc(1, sizeof *c);
+    if (c != NULL)
+        c->script = script;
+    return c;
+}
+
+static void call_free(struct call *c)
+{
+    free(c->v);
+    free(c);
+}
+
+/* A copy of t in the call's own text; "" (and the call refused) if full. */
+static const char *call_text(struct call *c, const char *t)
+{
+    size_t n = strlen(t) + 1;
+    if (n > sizeof c->text - c->used) {
+        c->too_long = true;
+        return "";
+    }
+    char *at = memcpy(c->text + c->used, t, n);
+    c->used += n;
+    return at;
+}
+
+static void call_key(struct call *c, const char *t)
+{
+    if (c->nkeys < (int)ARRAY_LEN(c->keys))
+        c->keys[c->nkeys++] = call_text(c, t);
+    else
+        c->too_long = true;
+}
+
+static void call_arg(struct call *c, const char *t)
+{
+    if (c->nargs < (int)ARRAY_LEN(c->args))
+        c->args[c->nargs++] = call_text(c, t);
+    else
+        c->too_long = true;
+}
 
 static void call_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -689,9 +733,15 @@ static void call_run(void *arg)
     }
 }
 
-/* Runs the script on the store thread and waits for its records. */
+/* Runs the script on the store thread and waits for its records. On
+ * false the call is gone: freed, or left to a reply that may still come
+ * (freeing it then would risk a write into freed memory). */
 static bool call_wait(struct redis_store *r, struct call *c)
 {
+    if (c->too_long) {
+        call_free(c);
+        return false;
+    }
     c->r = r;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
@@ -705,14 +755,14 @@ static bool call_wait(struct redis_store *r, struct call *c)
             break;
     bool done = c->done;
     pthread_mutex_unlock(&c->mu);
-    if (!done) {
-        /* The reply may still come; the call must outlive it. Leak it
-         * rather than risk a write into freed memory. */
+    if (!done)
         return false;
-    }
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
-    return c->ok;
+    bool ok = c->ok;
+    if (!ok)
+        call_free(c);
+    return ok;
 }
 
 static bool rs_load(struct store *s, int64_t since, int64_t now, store_block_cb cb, void *ctx)
@@ -732,50 +782,30 @@ static bool rs_history(struct store *s, const struct addr *prefix, int limit,
 {
     struct redis_store *r = (struct redis_store *)s;
     int width = prefix->family == AF_INET ? 32 : 128;
-    bool inside = prefix->bits < width;
-    struct call *c = calloc(1, sizeof *c);
-    char (*texts)[ADDR_STRLEN] = calloc(130, sizeof *texts);
-    const char **args = calloc(140, sizeof *args);
-    char kt[160], lim[16];
-    if (c == NULL || texts == NULL || args == NULL) {
-        free(c);
-        free(texts);
-        free(args);
+    struct call *c = prefix->bits < width ? call_new(lua_history) : call_new(lua_history_of);
+    if (c == NULL)
         return false;
-    }
-    if (inside) {
+    if (prefix->bits < width) {
         /* Blocks inside a wider prefix are not indexed by it: read all. */
+        char kt[160];
         key(r, kt, sizeof kt, "bytime");
-        c->script = lua_history;
-        c->keys[0] = kt;
-        c->nkeys = 1;
-        args[0] = r->pfx;
-        c->nargs = 1;
+        call_key(c, kt);
+        call_arg(c, r->pfx);
     } else {
         /* The address and every prefix covering it, from the index. */
+        char lim[16], text[ADDR_STRLEN];
         snprintf(lim, sizeof lim, "%d", limit);
-        c->script = lua_history_of;
-        args[0] = r->pfx;
-        args[1] = lim;
-        int n = 2;
+        call_arg(c, r->pfx);
+        call_arg(c, lim);
         for (int bits = prefix->bits; bits >= 0; bits--) {
             struct addr a = *prefix;
             addr_cut(&a, bits);
-            addr_format(&a, true, texts[bits]);
-            args[n++] = texts[bits];
+            addr_format(&a, true, text);
+            call_arg(c, text);
         }
-        c->nargs = n;
     }
-    c->args = args;
-    if (!call_wait(r, c)) {
-        if (c->done) {
-            free(c->v);
-            free(c);
-            free(texts);
-            free(args);
-        }
+    if (!call_wait(r, c))
         return false;
-    }
     int n = 0;
     for (size_t i = 0; i < c->n && (limit == 0 || n < limit); i++) {
         const struct guard_block *b = &c->v[i];
@@ -785,10 +815,7 @@ static bool rs_history(struct store *s, const struct addr *prefix, int limit,
             n++;
         }
     }
-    free(c->v);
-    free(c);
-    free(texts);
-    free(args);
+    call_free(c);
     return true;
 }
 
@@ -798,36 +825,24 @@ static bool rs_counters(struct store *s, const struct config *cfg, const struct 
     struct redis_store *r = (struct redis_store *)s;
     static const enum guard_reason kinds[3] = {GUARD_AUTH_FAILURES, GUARD_UNAUTH_ATTEMPTS,
                                                GUARD_CONN_RATE};
-    char p[ADDR_STRLEN], keys[3][256], wins[3][24], what[ADDR_STRLEN + 48];
-    int64_t w[3] = {cfg->auth_fail_window_ms, cfg->unauth_window_ms, cfg->conn_rate_window_ms};
-    addr_format(prefix, true, p);
-    struct call *c = calloc(1, sizeof *c);
-    const char *args[3];
+    struct call *c = call_new(lua_counters);
     if (c == NULL)
         return false;
+    char k[256], win[24];
     for (int i = 0; i < 3; i++) {
-        snprintf(what, sizeof what, "cnt:%s:%s", guard_reason_name(kinds[i]), p);
-        key(r, keys[i], sizeof keys[i], what);
-        snprintf(wins[i], sizeof wins[i], "%lld", (long long)w[i]);
-        c->keys[i] = keys[i];
-        args[i] = wins[i];
+        count_key(r, kinds[i], prefix, k, sizeof k);
+        call_key(c, k);
     }
-    c->script = lua_counters;
-    c->nkeys = 3;
-    c->args = args;
-    c->nargs = 3;
-    if (!call_wait(r, c)) {
-        if (c->done) {
-            free(c->v);
-            free(c);
-        }
+    for (int i = 0; i < 3; i++) {
+        snprintf(win, sizeof win, "%lld", (long long)guard_window_ms(cfg, kinds[i]));
+        call_arg(c, win);
+    }
+    if (!call_wait(r, c))
         return false;
-    }
     bool ok = c->nnums == 3;
     for (int i = 0; ok && i < 3; i++)
         out[i] = (uint32_t)c->nums[i];
-    free(c->v);
-    free(c);
+    call_free(c);
     return ok;
 }
 
@@ -836,21 +851,17 @@ static bool rs_get(struct store *s, uint64_t id, struct guard_block *out)
     struct redis_store *r = (struct redis_store *)s;
     char hex[17];
     store_id_format(id, hex);
-    struct call *c = calloc(1, sizeof *c);
+    struct call *c = call_new(lua_fetch);
     if (c == NULL)
         return false;
-    const char *args[2] = {r->pfx, hex};
-    c->script = lua_fetch;
-    c->nkeys = 0;
-    c->args = args;
-    c->nargs = 2;
+    call_arg(c, r->pfx);
+    call_arg(c, hex);
     if (!call_wait(r, c))
-        return c->done ? (free(c->v), free(c), false) : false;
+        return false;
     bool ok = c->n == 1;
     if (ok)
         *out = c->v[0];
-    free(c->v);
-    free(c);
+    call_free(c);
     return ok;
 }
 

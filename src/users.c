@@ -236,13 +236,13 @@ static size_t cache_slot_of(const unsigned char mac[32])
 
 bool users_cache_hit(struct users *u, const char *name, const char *pass, int64_t now_ms)
 {
-    if (u->cache == NULL)
-        return false;
     unsigned char mac[32];
     cache_mac(u, name, pass, mac);
+    /* The cache appears with its first entry, made on a pool thread: look
+     * for it under the lock too. */
     pthread_mutex_lock(&u->cache_mu);
-    const struct cache_slot *s = &u->cache[cache_slot_of(mac)];
-    bool hit = s->expires > now_ms && CRYPTO_memcmp(s->mac, mac, sizeof mac) == 0;
+    const struct cache_slot *s = u->cache != NULL ? &u->cache[cache_slot_of(mac)] : NULL;
+    bool hit = s != NULL && s->expires > now_ms && CRYPTO_memcmp(s->mac, mac, sizeof mac) == 0;
     pthread_mutex_unlock(&u->cache_mu);
     return hit;
 }
