@@ -408,6 +408,13 @@ static int on_key(void *user, const char *section, const char *name, const char 
     return ok;
 }
 
+/* What follows from other settings: the 554 line the fast path sends. */
+static void config_derive(struct config *c)
+{
+    c->reject_line_len = (size_t)snprintf(c->reject_line, sizeof c->reject_line, "554 %s %s\r\n",
+                                          c->hostname, c->reject_text);
+}
+
 struct config *config_defaults(const char *dir)
 {
     struct config *c = calloc(1, sizeof *c);
@@ -461,8 +468,7 @@ struct config *config_defaults(const char *dir)
     c->log_level = LOG_INFO;
     c->log_format = LOG_LOGFMT;
     c->auth_cache_ttl_ms = 60000;
-    c->reject_line_len = (size_t)snprintf(c->reject_line, sizeof c->reject_line, "554 %s %s\r\n",
-                                          c->hostname, c->reject_text);
+    config_derive(c);
     return c;
 }
 
@@ -550,8 +556,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
         config_free(c);
         return NULL;
     }
-    c->reject_line_len = (size_t)snprintf(c->reject_line, sizeof c->reject_line, "554 %s %s\r\n",
-                                          c->hostname, c->reject_text);
+    config_derive(c);
     char msg[512];
     const char *sec = "", *key = "";
     if (!config_check(c, &sec, &key, msg, sizeof msg)) {

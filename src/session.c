@@ -67,7 +67,6 @@ struct session {
     bool linger;                 /* we hang up on a client that may still be sending */
     bool peer_gone;
     bool proxy_local;            /* the proxy's own health check: no client to name */
-    bool rdns_asked;             /* reverse_dns: Received: says "name" or "unknown" */
     struct rdns *rdns;           /* the lookup, while in flight */
     char *rdns_name;             /* its confirmed name; NULL: unknown */
     unsigned errors;
@@ -706,6 +705,14 @@ static const char *protocol(const struct session *s)
     return s->tls ? (s->authed ? "ESMTPSA" : "ESMTPS") : (s->authed ? "ESMTPA" : "ESMTP");
 }
 
+/* reverse_dns: the client's name is looked up when the dialogue starts
+ * (not for a proxy's own health check), and the Received: header then says
+ * the name or "unknown". */
+static bool wants_name(const struct session *s)
+{
+    return s->cfg->reverse_dns && !s->proxy_local;
+}
+
 static char *build_head(struct session *s, const char *id, size_t *len)
 {
     struct evbuffer *h = evbuffer_new();
@@ -724,7 +731,7 @@ static char *build_head(struct session *s, const char *id, size_t *len)
     /* RFC 5321 §4.4 TCP-info, Postfix style: the name only when confirmed
      * forward, "unknown" when looked up (or still looking: the message
      * never waits for DNS). */
-    const char *name = !s->rdns_asked ? NULL : s->rdns_name != NULL ? s->rdns_name : "unknown";
+    const char *name = !wants_name(s) ? NULL : s->rdns_name != NULL ? s->rdns_name : "unknown";
     evbuffer_add_printf(h, "Received: from %s (%s%s[%s])\n\tby %s (Portcullis) with %s id %s",
                         s->helo, name != NULL ? name : "", name != NULL ? " " : "", s->ip,
                         s->cfg->hostname, protocol(s), id);
@@ -1219,7 +1226,6 @@ static void on_rdns_answer(void *arg, const char *name, const char *why, const c
 /* Runs beside the dialogue: the greeting does not wait for it. */
 static void look_up_name(struct session *s)
 {
-    s->rdns_asked = true;
     if (s->w->dns != NULL)
         s->rdns = rdns_start(s->w->dns, s->w->base, &s->client, on_rdns_answer, s);
     if (s->rdns == NULL)
@@ -1257,7 +1263,7 @@ static void start_dialogue(struct session *s)
         }
         s->state = ST_REJECTED;
         s->allowed = true;     /* no 421 on top of the 554 */
-        reply(s, "554 %s %s", c->hostname, c->reject_text);
+        reply(s, "%.*s", (int)c->reject_line_len - 2, c->reject_line);   /* without its CRLF */
         struct timeval tv = {REJECT_LINGER_MS / 1000, 0};
         bufferevent_set_timeouts(s->bev, &tv, &tv);
         return;
@@ -1288,7 +1294,7 @@ static void start_dialogue(struct session *s)
     s->state = ST_CMD;
     struct timeval tv = {c->timeout_command_ms / 1000, (c->timeout_command_ms % 1000) * 1000};
     bufferevent_set_timeouts(s->bev, &tv, &tv);
-    if (c->reverse_dns && !s->proxy_local)
+    if (wants_name(s))
         look_up_name(s);
     reply(s, "220 %s ESMTP Portcullis", c->hostname);
 }
