@@ -63,7 +63,7 @@ def wait_greeting(port, prefix, timeout=20, **kw):
 def wait_expired(d, n, port=None, timeout=20):
     """Waits until the daemon has logged n event=expire lines in all and
     then serves a 220 again: the block is over, also for its expiry tick."""
-    wait_until(lambda: len(log_lines(d, "expire")) >= n, timeout=timeout,
+    wait_until(lambda: len(d.log_lines("expire")) >= n, timeout=timeout,
                interval=0.05, what=f"{n} event=expire lines")
     return wait_greeting(port or d.port, "220 ", timeout=timeout)
 
@@ -177,26 +177,6 @@ def proxy_v2(src, dst=None, sport=40000, dport=587, tlvs=b"", command=0x1):
 
 def tlv(t, value):
     return bytes([t]) + struct.pack("!H", len(value)) + value
-
-
-# -- logs -------------------------------------------------------------------
-def log_lines(d, event=None):
-    out = []
-    for line in d.log().splitlines():
-        if event is None or re.search(rf"(^|\s)event={re.escape(event)}(\s|$)", line):
-            out.append(line)
-    return out
-
-
-def logfmt(line):
-    """Parses one logfmt line into a dict (values with quotes unquoted)."""
-    out = {}
-    for m in re.finditer(r'(\w[\w.]*)=("(?:[^"\\]|\\.)*"|\S*)', line):
-        v = m.group(2)
-        if v.startswith('"') and v.endswith('"') and len(v) >= 2:
-            v = v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        out[m.group(1)] = v
-    return out
 
 
 def have_ipv6_loopback():

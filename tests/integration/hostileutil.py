@@ -292,6 +292,3 @@ def fill(path, leave=0, chunk=65536):
                 chunk = max(1, chunk // 16)
     return n
 
-
-def parse_delivered(data):
-    return Delivered(data)

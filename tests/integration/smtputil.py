@@ -196,8 +196,6 @@ class Client:
             if m.group(2) == b" ":
                 return Reply(lines)
 
-    reply = read_reply
-
     def nothing_for(self, seconds):
         """True if no byte arrives within `seconds` (and the peer stays open)."""
         if self.buf:
