@@ -406,25 +406,23 @@ static void auth_done(void *arg)
 
 static void auth_check(struct session *s, const char *user, const char *pass)
 {
+    struct users *u = server_users(s->srv);
     /* A recent success with this very password: no need for the pool (we
      * are inside process(), so answer here rather than re-enter it). */
-    if (s->cfg->auth_cache_ttl_ms > 0) {
-        struct users *u = server_users(s->srv);
-        bool hit = users_cache_hit(u, user, pass, util_mono_ms());
+    if (s->cfg->auth_cache_ttl_ms > 0 && users_cache_hit(u, user, pass, util_mono_ms())) {
         users_unref(u);
-        if (hit) {
-            auth_succeeded(s, user);
-            return;
-        }
+        auth_succeeded(s, user);
+        return;
     }
     struct auth_job *j = calloc(1, sizeof *j);
     if (j == NULL) {
+        users_unref(u);
         reply(s, "454 4.7.0 Temporary authentication failure");
         s->state = ST_CMD;
         return;
     }
     j->s = s;
-    j->users = server_users(s->srv);
+    j->users = u;               /* the job's reference */
     j->cache_ttl = s->cfg->auth_cache_ttl_ms;
     util_strlcpy(j->user, user, sizeof j->user);
     s->busy = true;
