@@ -23,16 +23,10 @@ from pathlib import Path
 import pytest
 
 from smtputil import (  # noqa: F401  (re-exported for the tests)
-    ALICE, T, Closed, Conn, fail_auth as _fail_auth, free_port, greeting_of,
+    ALICE, BLOCK_KEYS, COUNTER_KEYS, REJECT_TEXT, STATUS_KEYS, T, Closed, Conn,
+    fail_auth as _fail_auth, free_port, greeting_of,
 )
 
-REJECT_TEXT = "ESMTP not accepting connections"
-BLOCK_KEYS = {
-    "address", "state", "reason", "started_at", "expires_at", "lifted_at",
-    "lifted_by", "lift_reason", "first_event_at", "last_event_at", "events", "node",
-}
-STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses"}
-COUNTER_KEYS = {"auth_failures", "unauth_attempts", "connections", "concurrent"}
 
 #: The spec's bound for a block, unblock or expiry to reach every node is
 #: 100 ms; the tests allow 2 s (shared 2-core machine) and poll every 20 ms.

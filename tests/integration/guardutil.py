@@ -14,12 +14,10 @@ import struct
 import time
 
 from smtputil import (  # noqa: F401  (re-exported for the tests)
-    ALICE, WRONG_PASSWORD, T, Closed, Conn, Reply, fail_auth, free_port, greeting_of,
-    read_all_until_close,
+    ALICE, BLOCK_KEYS, COUNTER_KEYS, REJECT_TEXT, STATUS_KEYS, WRONG_PASSWORD, T, Closed, Conn,
+    Reply, fail_auth, free_port, greeting_of, read_all_until_close,
 )
-
-HOSTNAME = "mx.test.example"
-REJECT_TEXT = "ESMTP not accepting connections"
+from conftest import HOSTNAME
 GREETING_554 = f"554 {HOSTNAME} {REJECT_TEXT}"
 REPLY_421 = f"421 4.7.0 {HOSTNAME} {REJECT_TEXT}"
 
@@ -30,12 +28,6 @@ PLAIN_AUTH_ALL = "127.0.0.0/8 ::1/128 203.0.113.0/24 198.51.100.0/24 2001:db8::/
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 
-BLOCK_KEYS = {
-    "address", "state", "reason", "started_at", "expires_at", "lifted_at",
-    "lifted_by", "lift_reason", "first_event_at", "last_event_at", "events", "node",
-}
-STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses"}
-COUNTER_KEYS = {"auth_failures", "unauth_attempts", "connections", "concurrent"}
 
 
 # -- polling ---------------------------------------------------------------

@@ -28,6 +28,16 @@ T = 3 if SANITIZED else 1
 ALICE = ("alice@example.test", "alice-secret")
 WRONG_PASSWORD = "Wr0ng-Passw0rd-xyzzy"
 
+# What the daemon says to a blocked client, and the shapes of `portcullisctl
+# --json` (SPEC §3, §5): one copy for the guard and the cluster tests.
+REJECT_TEXT = "ESMTP not accepting connections"
+BLOCK_KEYS = {
+    "address", "state", "reason", "started_at", "expires_at", "lifted_at",
+    "lifted_by", "lift_reason", "first_event_at", "last_event_at", "events", "node",
+}
+STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses"}
+COUNTER_KEYS = {"auth_failures", "unauth_attempts", "connections", "concurrent"}
+
 _REPLY_LINE = re.compile(rb"^(\d{3})([ -])(.*)$")
 
 

@@ -299,22 +299,17 @@ static void test_restart_restores_guard(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest sqlite[] = {
-        cmocka_unit_test_setup_teardown(test_put_then_get, setup_sqlite, teardown),
-        cmocka_unit_test_setup_teardown(test_lift_keeps_the_record, setup_sqlite, teardown),
-        cmocka_unit_test_setup_teardown(test_expire, setup_sqlite, teardown),
-        cmocka_unit_test_setup_teardown(test_history_newest_first_and_covering, setup_sqlite, teardown),
-        cmocka_unit_test_setup_teardown(test_restart_restores_guard, setup_sqlite, teardown),
-        cmocka_unit_test_setup_teardown(test_prune, setup_sqlite, teardown),
-    };
-    const struct CMUnitTest redis[] = {
-        cmocka_unit_test_setup_teardown(test_put_then_get, setup_redis, teardown),
-        cmocka_unit_test_setup_teardown(test_lift_keeps_the_record, setup_redis, teardown),
-        cmocka_unit_test_setup_teardown(test_expire, setup_redis, teardown),
-        cmocka_unit_test_setup_teardown(test_history_newest_first_and_covering, setup_redis, teardown),
-        cmocka_unit_test_setup_teardown(test_restart_restores_guard, setup_redis, teardown),
-        cmocka_unit_test_setup_teardown(test_prune, setup_redis, teardown),
-    };
+    /* Every test runs on both backends: one list, two setups. */
+#define STORE_TESTS(setup) {                                                     \
+        cmocka_unit_test_setup_teardown(test_put_then_get, setup, teardown),           \
+        cmocka_unit_test_setup_teardown(test_lift_keeps_the_record, setup, teardown),  \
+        cmocka_unit_test_setup_teardown(test_expire, setup, teardown),                 \
+        cmocka_unit_test_setup_teardown(test_history_newest_first_and_covering, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_restart_restores_guard, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_prune, setup, teardown),                  \
+    }
+    const struct CMUnitTest sqlite[] = STORE_TESTS(setup_sqlite);
+    const struct CMUnitTest redis[] = STORE_TESTS(setup_redis);
     int failed = cmocka_run_group_tests_name("store_sqlite", sqlite, NULL, NULL);
     if (getenv("PORTCULLIS_TEST_REDIS") != NULL)
         failed += cmocka_run_group_tests_name("store_redis", redis, NULL, NULL);
