@@ -20,9 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "addr.h"
-#include "config.h"
-#include "guard.h"
+#include "base/addr.h"
+#include "base/config.h"
+#include "guard/guard.h"
 
 static const int64_t NOW = 1795000000000LL;   /* a fixed "now" (ms) */
 

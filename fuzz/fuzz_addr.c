@@ -3,7 +3,7 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 #include "fuzz_common.h"
-#include "addr.h"
+#include "base/addr.h"
 
 static void check_canonical(const struct addr *a)
 {

@@ -3,7 +3,7 @@
 #include <stdbool.h>
 #include <unistd.h>
 #include "fuzz_common.h"
-#include "config.h"
+#include "base/config.h"
 
 static char dir[256];
 static char file[300];

@@ -8,9 +8,9 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include "fuzz_common.h"
-#include "addr.h"
-#include "ctlreq.h"
-#include "util.h"
+#include "base/addr.h"
+#include "admin/ctlreq.h"
+#include "base/util.h"
 
 static void set(json_t *o, const char *key, json_t *v)
 {

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 #include "fuzz_common.h"
-#include "proxy.h"
+#include "proto/proxy.h"
 
 static bool same_result(const struct proxy_result *x, const struct proxy_result *y)
 {

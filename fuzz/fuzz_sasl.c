@@ -3,7 +3,7 @@
  * are encoded, decoded back, and read as a PLAIN message. */
 #include <stdbool.h>
 #include "fuzz_common.h"
-#include "sasl.h"
+#include "proto/sasl.h"
 
 static bool b64_char(unsigned char c)
 {

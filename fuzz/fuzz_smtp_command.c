@@ -3,7 +3,7 @@
 #include <stdbool.h>
 #include <strings.h>
 #include "fuzz_common.h"
-#include "smtp_parse.h"
+#include "proto/smtp_parse.h"
 
 /* What smtp_parse.c accepts as a path (RFC 5321 §4.1.2): "" only for
  * MAIL, <Postmaster> only for RCPT, otherwise local-part "@" domain where

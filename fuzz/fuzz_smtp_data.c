@@ -7,8 +7,8 @@
  * reference model of RFC 5321 §4.5.2 as smtp_data.h describes it. */
 #include <stdbool.h>
 #include "fuzz_common.h"
-#include "smtp_data.h"
-#include "smtp_parse.h"
+#include "proto/smtp_data.h"
+#include "proto/smtp_parse.h"
 
 struct sink {
     char *p;

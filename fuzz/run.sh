@@ -22,7 +22,7 @@ targets=${FUZZ_TARGETS:-$all}
 cc=${CC:-clang}
 bin=build-fuzz
 out=fuzz/out
-srcs="util addr config smtp_parse smtp_data sasl proxy ctlreq"
+srcs="base/util base/addr base/config proto/smtp_parse proto/smtp_data proto/sasl proto/proxy admin/ctlreq"
 cflags="-std=c11 -D_GNU_SOURCE -I src -I fuzz -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all"
 libs="-linih -lcrypto -ljansson -lpthread"
 
@@ -52,15 +52,15 @@ t0=$(date +%s)
 echo "fuzz: building into $bin/ with $cc"
 for s in $srcs; do
     # Project code: instrumented for coverage and the sanitizers, no main.
-    rm -f "$bin/obj/$s.o"
-    $cc $cflags -fsanitize=fuzzer-no-link,address,undefined -c "src/$s.c" -o "$bin/obj/$s.o" &
+    rm -f "$bin/obj/${s##*/}.o"
+    $cc $cflags -fsanitize=fuzzer-no-link,address,undefined -c "src/$s.c" -o "$bin/obj/${s##*/}.o" &
 done
 wait
 for s in $srcs; do
-    [ -f "$bin/obj/$s.o" ] || { echo "fuzz: compiling src/$s.c failed" >&2; exit 2; }
+    [ -f "$bin/obj/${s##*/}.o" ] || { echo "fuzz: compiling src/$s.c failed" >&2; exit 2; }
 done
 objs=""
-for s in $srcs; do objs="$objs $bin/obj/$s.o"; done
+for s in $srcs; do objs="$objs $bin/obj/${s##*/}.o"; done
 for t in $targets; do
     [ -f "fuzz/fuzz_$t.c" ] || { echo "fuzz: no target fuzz/fuzz_$t.c" >&2; exit 2; }
     rm -f "$bin/fuzz_$t"

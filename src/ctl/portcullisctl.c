@@ -13,11 +13,11 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include "addr.h"
-#include "config.h"
-#include "ctlreq.h"
-#include "users.h"
-#include "util.h"
+#include "base/addr.h"
+#include "base/config.h"
+#include "admin/ctlreq.h"
+#include "auth/users.h"
+#include "base/util.h"
 
 #define DEFAULT_CONF "/etc/portcullis/portcullis.conf"
 #define REPLY_MAX (64 * 1024 * 1024)

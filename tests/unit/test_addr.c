@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "addr.h"
+#include "base/addr.h"
 
 static struct addr P(const char *s)
 {

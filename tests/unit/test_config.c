@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "base/config.h"
 
 #define SEC 1000LL
 #define MIN (60 * SEC)

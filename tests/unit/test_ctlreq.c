@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "ctlreq.h"
+#include "admin/ctlreq.h"
 
 static char err[CTLREQ_ERR_MAX];
 

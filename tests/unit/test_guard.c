@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guard.h"
+#include "guard/guard.h"
 
 #define SEC 1000LL
 #define MIN (60 * SEC)

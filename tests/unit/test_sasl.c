@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sasl.h"
+#include "proto/sasl.h"
 
 /* A reference encoder, independent of the module under test. */
 static char *ref_b64(const void *data, size_t n)

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp_data.h"
+#include "proto/smtp_data.h"
 
 struct sink {
     char *buf;

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "smtp_parse.h"
+#include "proto/smtp_parse.h"
 
 static void cmd_is(const char *line, enum smtp_verb verb, const char *arg)
 {

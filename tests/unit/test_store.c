@@ -19,9 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "guard.h"
-#include "store.h"
-#include "util.h"
+#include "guard/guard.h"
+#include "store/store.h"
+#include "base/util.h"
 
 struct fixture {
     struct config *c;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #define SEC 1000LL
 #define MIN (60 * SEC)

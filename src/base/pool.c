@@ -1,0 +1,177 @@
+#include "base/pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct job {
+    struct job *next;
+    pool_fn work, done;
+    void *arg;
+    struct pool_mailbox *mb;
+};
+
+struct pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *head, *tail;
+    bool stop;
+    int n;
+    pthread_t *threads;
+};
+
+/* A mailbox is a mutex-protected list plus a pipe that wakes the base. */
+struct pool_mailbox {
+    pthread_mutex_t mu;
+    struct job *head, *tail;
+    int fd[2];
+    struct event *ev;
+};
+
+static void mailbox_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct pool_mailbox *m = arg;
+    char buf[256];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    pthread_mutex_lock(&m->mu);
+    struct job *j = m->head;
+    m->head = m->tail = NULL;
+    pthread_mutex_unlock(&m->mu);
+    while (j != NULL) {
+        struct job *next = j->next;
+        j->done(j->arg);
+        free(j);
+        j = next;
+    }
+}
+
+struct pool_mailbox *pool_mailbox_new(struct event_base *base)
+{
+    struct pool_mailbox *m = calloc(1, sizeof *m);
+    if (m == NULL || pipe2(m->fd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        free(m);
+        return NULL;
+    }
+    pthread_mutex_init(&m->mu, NULL);
+    m->ev = event_new(base, m->fd[0], EV_READ | EV_PERSIST, mailbox_drain, m);
+    event_add(m->ev, NULL);
+    return m;
+}
+
+void pool_mailbox_free(struct pool_mailbox *m)
+{
+    if (m == NULL)
+        return;
+    event_free(m->ev);
+    close(m->fd[0]);
+    close(m->fd[1]);
+    for (struct job *j = m->head, *next; j != NULL; j = next) {
+        next = j->next;
+        free(j);
+    }
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+static void deliver(struct pool_mailbox *m, struct job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&m->mu);
+    bool was_empty = m->head == NULL;
+    if (m->tail)
+        m->tail->next = j;
+    else
+        m->head = j;
+    m->tail = j;
+    pthread_mutex_unlock(&m->mu);
+    if (was_empty) {
+        /* One byte wakes the base; a full pipe means it is awake already. */
+        ssize_t w = write(m->fd[1], "", 1);
+        (void)w;
+    }
+}
+
+void pool_post(struct pool_mailbox *m, pool_fn fn, void *arg)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        abort();
+    j->done = fn;
+    j->arg = arg;
+    deliver(m, j);
+}
+
+static void *pool_main(void *arg)
+{
+    struct pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->head == NULL && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
+        struct job *j = p->head;
+        if (j == NULL) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        p->head = j->next;
+        if (p->head == NULL)
+            p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        j->work(j->arg);
+        if (j->done != NULL && j->mb != NULL)
+            deliver(j->mb, j);
+        else
+            free(j);
+    }
+}
+
+struct pool *pool_new(int threads)
+{
+    struct pool *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = calloc((size_t)threads, sizeof *p->threads);
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&p->threads[i], NULL, pool_main, p) == 0)
+            p->n++;
+    return p;
+}
+
+void pool_submit(struct pool *p, struct pool_mailbox *m, pool_fn work, pool_fn done, void *arg)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        abort();
+    *j = (struct job){NULL, work, done, arg, m};
+    pthread_mutex_lock(&p->mu);
+    if (p->tail)
+        p->tail->next = j;
+    else
+        p->head = j;
+    p->tail = j;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void pool_free(struct pool *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}

@@ -1,0 +1,345 @@
+/* portcullisd: the daemon. Loads the configuration, binds, drops
+ * privileges, restores the guard from the store, then runs one event loop
+ * per worker plus this main loop (signals, timers, control socket). */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include "admin/control.h"
+#include "deliver/deliver.h"
+#include "base/log.h"
+#include "smtp/rdns.h"
+#include "smtp/server.h"
+#include "smtp/tls.h"
+#include "base/util.h"
+
+#define SHUTDOWN_DEADLINE_MS 30000
+
+static struct server srv;
+static struct control *ctl;
+static struct event *stop_timer;
+static int64_t stop_deadline;
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: portcullisd -c FILE [-t]\n"
+                    "  -c FILE  configuration file (INI)\n"
+                    "  -t       check the configuration and exit (0 good, 1 bad)\n");
+}
+
+static bool is_loopback(const struct addr *a)
+{
+    struct addr lo4, lo6;
+    addr_parse("127.0.0.0/8", true, &lo4);
+    addr_parse("::1/128", true, &lo6);
+    return addr_in(&lo4, a) || addr_in(&lo6, a);
+}
+
+static void warn_demo(const struct config *c, const struct users *u)
+{
+    if (!users_has_demo(u))
+        return;
+    for (int i = 0; i < c->nlisten; i++)
+        if (!is_loopback(&c->listen[i].addr))
+            log_event(LOG_ERROR, "demo_users_exposed", "listen", c->listen[i].text, "users", c->users,
+                      "hint", "the demo users file is in use on a non-loopback address: replace it", NULL);
+}
+
+bool daemon_reload(struct server *s, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->mu);
+    char path[CONFIG_PATH_MAX];
+    util_strlcpy(path, s->cfg->path, sizeof path);
+    pthread_mutex_unlock(&s->mu);
+    struct config *c = config_load(path, err, errlen);
+    struct users *u = c ? users_load(c->users, err, errlen) : NULL;
+    SSL_CTX *tls = NULL;
+    if (u != NULL && c->tls_cert[0] != '\0' && (tls = tls_ctx_new(c, err, errlen)) == NULL) {
+        users_unref(u);
+        u = NULL;
+    }
+    if (u == NULL) {
+        config_unref(c);
+        log_event(LOG_ERROR, "reload_refused", "error", err, NULL);
+        return false;
+    }
+    pthread_mutex_lock(&s->mu);
+    struct config *oldc = s->cfg;
+    struct users *oldu = s->users;
+    SSL_CTX *oldt = s->tls;
+    s->cfg = c;
+    s->users = u;
+    s->tls = tls;
+    pthread_mutex_unlock(&s->mu);
+    if (oldc->nlisten != c->nlisten || memcmp(oldc->listen, c->listen, sizeof c->listen) != 0 ||
+        oldc->workers != c->workers)
+        log_event(LOG_WARN, "reload_partial", "hint", "listen and workers change at restart", NULL);
+    /* Each worker's resolver is built once, at start. */
+    if (oldc->nresolver != c->nresolver ||
+        memcmp(oldc->resolver, c->resolver, sizeof c->resolver) != 0)
+        log_event(LOG_WARN, "reload_partial", "hint", "resolver changes at restart", NULL);
+    log_configure(c->log_level, c->log_format);
+    char n[16];
+    snprintf(n, sizeof n, "%zu", users_count(u));
+    log_event(LOG_INFO, "reload", "config", c->path, "users", n, NULL);
+    warn_demo(c, u);
+    config_unref(oldc);
+    users_unref(oldu);
+    if (oldt)
+        SSL_CTX_free(oldt);
+    return true;
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void expired_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_t at)
+{
+    struct server *s = ctx;
+    store_expire(s->store, id, at);
+    char ip[ADDR_STRLEN], hex[17];
+    addr_format(prefix, true, ip);
+    store_id_format(id, hex);
+    log_event(LOG_INFO, "expire", "ip", ip, "block", hex, NULL);
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *s = arg;
+    int64_t now = util_now_ms();
+    guard_expire(s->guard, now, expired_cb, s);
+    struct config *c = server_config(s);
+    static int64_t last_sweep, last_prune;
+    if (now - last_sweep >= 10000) {
+        last_sweep = now;
+        guard_sweep(s->guard, c, now);
+    }
+    if (now - last_prune > 3600000) {
+        last_prune = now;
+        store_prune(s->store, now - c->history_retention_ms);
+    }
+    config_unref(c);
+}
+
+/* ---- signals ----------------------------------------------------------- */
+
+static void on_hup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    char err[1024];
+    daemon_reload(arg, err, sizeof err);
+}
+
+static void stop_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *s = arg;
+    if (server_sessions(s) == 0 || util_mono_ms() >= stop_deadline)
+        event_base_loopexit(s->main_base, NULL);
+}
+
+static void on_term(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct server *s = arg;
+    if (atomic_load(&s->stopping)) {
+        log_event(LOG_WARN, "shutdown_now", NULL);
+        event_base_loopexit(s->main_base, NULL);
+        return;
+    }
+    char sig[8], n[16];
+    snprintf(sig, sizeof sig, "%d", (int)fd);
+    snprintf(n, sizeof n, "%zu", server_sessions(s));
+    log_event(LOG_INFO, "shutdown", "signal", sig, "sessions", n, NULL);
+    server_stop_accepting(s);
+    stop_deadline = util_mono_ms() + SHUTDOWN_DEADLINE_MS;
+    struct timeval tv = {0, 100000};
+    stop_timer = event_new(s->main_base, -1, EV_PERSIST, stop_check, s);
+    event_add(stop_timer, &tv);
+}
+
+static bool drop_privileges(const char *user, char *err, size_t errlen)
+{
+    if (user[0] == '\0' || geteuid() != 0)
+        return true;
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+        snprintf(err, errlen, "[server] user: no such user: %s", user);
+        return false;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0) {
+        snprintf(err, errlen, "[server] user: cannot become %s: %s", user, strerror(errno));
+        return false;
+    }
+    if (setuid(0) == 0) {
+        snprintf(err, errlen, "[server] user: could regain root after dropping to %s", user);
+        return false;
+    }
+    return true;
+}
+
+static void install_cb(void *ctx, const struct guard_block *b)
+{
+    struct server *s = ctx;
+    guard_install(s->guard, s->cfg, b, util_now_ms());
+}
+
+static int fail(const char *what)
+{
+    log_event(LOG_ERROR, "fatal", "error", what, NULL);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = NULL;
+    bool check = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c': conf = optarg; break;
+        case 't': check = true; break;
+        default: usage(); return 2;
+        }
+    }
+    if (conf == NULL || optind != argc) {
+        usage();
+        return 2;
+    }
+    char err[1024];
+    struct config *c = config_load(conf, err, sizeof err);
+    if (c == NULL) {
+        fprintf(stderr, "portcullisd: %s\n", err);
+        return 1;
+    }
+    if (check) {
+        struct users *u = users_load(c->users, err, sizeof err);
+        SSL_CTX *t = u && c->tls_cert[0] ? tls_ctx_new(c, err, sizeof err) : NULL;
+        bool ok = u != NULL && (c->tls_cert[0] == '\0' || t != NULL);
+        if (!ok)
+            fprintf(stderr, "portcullisd: %s\n", err);
+        else
+            printf("%s: configuration is good\n", c->path);
+        users_unref(u);
+        if (t)
+            SSL_CTX_free(t);
+        config_unref(c);
+        return ok ? 0 : 1;
+    }
+    log_configure(c->log_level, c->log_format);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+
+    srv.cfg = c;
+    pthread_mutex_init(&srv.mu, NULL);
+    srv.started_at = util_now_ms();
+    if ((srv.users = users_load(c->users, err, sizeof err)) == NULL)
+        return fail(err);
+    if (c->tls_cert[0] != '\0' && (srv.tls = tls_ctx_new(c, err, sizeof err)) == NULL)
+        return fail(err);
+    srv.guard = guard_new();
+    srv.main_base = event_base_new();
+    srv.nworkers = c->workers;
+    srv.workers = calloc((size_t)srv.nworkers, sizeof *srv.workers);
+    for (int i = 0; i < srv.nworkers; i++) {
+        struct worker *w = &srv.workers[i];
+        w->srv = &srv;
+        w->id = i;
+        w->base = event_base_new();
+        w->mb = pool_mailbox_new(w->base);
+        TAILQ_INIT(&w->sessions);
+        TAILQ_INIT(&w->rejected);
+        TAILQ_INIT(&w->lingering);
+        w->repoll = -1;
+        if (w->base == NULL || w->mb == NULL)
+            return fail("cannot create an event base");
+        /* Always, so that a reload may turn reverse_dns on; without
+         * lookups it sends nothing and keeps no event on the loop. A
+         * resolver that cannot be set up stops the start only when it is
+         * wanted; otherwise lookups turned on later answer "unknown". */
+        if ((w->dns = rdns_base_new(w->base, c, err, sizeof err)) == NULL) {
+            if (c->reverse_dns)
+                return fail(err);
+            if (i == 0)
+                log_event(LOG_WARN, "resolver_error", "error", err, NULL);
+        }
+    }
+    if (!server_bind(&srv, err, sizeof err))
+        return fail(err);
+    if (!drop_privileges(c->user, err, sizeof err))
+        return fail(err);
+    if (!maildir_prepare(c->maildir, err, sizeof err))
+        return fail(err);
+    struct store_hooks hooks = server_store_hooks;
+    hooks.ctx = &srv;
+    if ((srv.store = store_open(c, &hooks, err, sizeof err)) == NULL)
+        return fail(err);
+    int64_t now = util_now_ms();
+    if (!srv.store->ops->load(srv.store, now - c->offense_memory_ms, now, install_cb, &srv))
+        return fail("cannot load the blocks from the store");
+    if ((ctl = control_start(&srv, c->control_socket, err, sizeof err)) == NULL)
+        return fail(err);
+    /* crypt and fsync: enough threads that a slow disk does not hold up
+     * password checks, few enough to leave the cores to the workers. */
+    srv.pool = pool_new(srv.nworkers + 2);
+
+    struct event *hup = evsignal_new(srv.main_base, SIGHUP, on_hup, &srv);
+    struct event *term = evsignal_new(srv.main_base, SIGTERM, on_term, &srv);
+    struct event *intr = evsignal_new(srv.main_base, SIGINT, on_term, &srv);
+    struct event *timer = event_new(srv.main_base, -1, EV_PERSIST, tick, &srv);
+    struct timeval tv = {0, 100000};
+    event_add(hup, NULL);
+    event_add(term, NULL);
+    event_add(intr, NULL);
+    event_add(timer, &tv);
+
+    if (!server_start(&srv))
+        return fail("cannot start the worker threads");
+    warn_demo(c, srv.users);
+    /* Accepted keys whose features are still to come: say so once, loudly,
+     * rather than let an administrator believe they work. */
+    if (c->control_http[0] != '\0')
+        log_event(LOG_WARN, "not_implemented", "key", "[control] http",
+                  "effect", "no HTTP admin API is served; use portcullisctl", NULL);
+    char workers[16], blocks[16];
+    struct guard_stats gs;
+    guard_stats(srv.guard, now, &gs);
+    snprintf(workers, sizeof workers, "%d", srv.nworkers);
+    snprintf(blocks, sizeof blocks, "%zu", gs.blocks);
+    for (int i = 0; i < c->nlisten; i++)
+        log_event(LOG_INFO, "listen", "addr", c->listen[i].text, NULL);
+    log_event(LOG_INFO, "ready", "hostname", c->hostname, "workers", workers,
+              "blocks", blocks, "config", c->path, NULL);
+
+    event_base_dispatch(srv.main_base);
+
+    server_join(&srv);
+    control_stop(ctl);
+    server_free(&srv);
+    srv.store->ops->close(srv.store);
+    event_free(hup);
+    event_free(term);
+    event_free(intr);
+    event_free(timer);
+    if (stop_timer)
+        event_free(stop_timer);
+    event_base_free(srv.main_base);
+    guard_free(srv.guard);
+    users_unref(srv.users);
+    if (srv.tls)
+        SSL_CTX_free(srv.tls);
+    config_unref(srv.cfg);
+    log_event(LOG_INFO, "stopped", NULL);
+    return 0;
+}
