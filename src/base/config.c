@@ -297,10 +297,11 @@ static bool parse_special(struct parse_ctx *p, const struct key *k, const char *
     }
     if (strcmp(name, "relay") == 0) {
         struct listen_addr la;
-        const char *hp = NULL;
-        if (strncmp(v, "smtp://", 7) == 0 || strncmp(v, "lmtp://", 7) == 0)
-            hp = v + 7;
-        if (hp != NULL && parse_listen_one(hp, &la) && strchr(hp, '/') == NULL)
+        char hp[sizeof c->relay];
+        /* HOST:PORT after the scheme, without a /mode suffix. */
+        if ((strncmp(v, "smtp://", 7) == 0 || strncmp(v, "lmtp://", 7) == 0) &&
+            util_strlcpy(hp, v + 7, sizeof hp) < sizeof hp && strchr(hp, '/') == NULL &&
+            parse_listen_one(hp, &la))
             return util_strlcpy(c->relay, v, sizeof c->relay) < sizeof c->relay;
         if (strncmp(v, "lmtp:unix:", 10) == 0 && v[10] != '\0') {
             char path[CONFIG_PATH_MAX];
