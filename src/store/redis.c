@@ -80,21 +80,36 @@ static const char lua_history_of[] =
     "end\n"
     "return out\n";
 
-/* The cluster's estimates of three counters (as lua_count computes them).
- * KEYS: the counters; ARGV: their windows. */
+/* The two-period rate counter of base/rate.c, the same arithmetic in Lua
+ * for the cluster's counters: a counter is s (start of the current period,
+ * ms; nil: never used), c (events in it) and p (in the previous one).
+ * tests/integration/test_store_rate.py runs tests/vectors/rate.txt through
+ * this very text, as tests/unit/test_rate.c runs it through rate.c. */
+/* BEGIN LUA_RATE */
+#define LUA_RATE \
+    "local function rate_roll(s, c, p, now, win)\n" \
+    "  if s == nil or now - s >= 2 * win then return now, 0, 0 end\n" \
+    "  if now - s >= win then return s + win, 0, c end\n" \
+    "  return s, c, p\n" \
+    "end\n" \
+    "local function rate_est(s, c, p, now, win)\n" \
+    "  if s == nil or now - s >= 2 * win then return 0 end\n" \
+    "  if now - s >= win then p = c; c = 0; s = s + win end\n" \
+    "  return c + math.floor(p * (win - (now - s)) / win)\n" \
+    "end\n"
+/* END LUA_RATE */
+
+/* The cluster's estimates of three counters. KEYS: the counters; ARGV:
+ * their windows. */
 static const char lua_counters[] =
+    LUA_RATE
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local out = {}\n"
     "for i = 1, #KEYS do\n"
     "  local h = redis.call('HMGET', KEYS[i], 's', 'c', 'p')\n"
-    "  local s = tonumber(h[1]); local c = tonumber(h[2]) or 0; local p = tonumber(h[3]) or 0\n"
-    "  local win = tonumber(ARGV[i]); local e = 0\n"
-    "  if s ~= nil and now - s < 2 * win then\n"
-    "    if now - s >= win then p = c; c = 0; s = s + win end\n"
-    "    e = c + math.floor(p * (win - (now - s)) / win)\n"
-    "  end\n"
-    "  out[i] = e\n"
+    "  out[i] = rate_est(tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0, now,\n"
+    "                    tonumber(ARGV[i]))\n"
     "end\n"
     "return out\n";
 
@@ -111,22 +126,21 @@ static const char lua_lift[] =
     "redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. ARGV[1])\n"
     "return 1\n";
 
-/* The same two-period estimate as guard.c, summed over every node. The
- * call that reaches the limit resets the counter and alone gets 1, so one
- * node imposes the block. KEYS: counter; ARGV: window ms, limit. */
+/* rate_add of base/rate.c, summed over every node. The call that reaches
+ * the limit resets the counter and alone gets 1, so one node imposes the
+ * block. KEYS: counter; ARGV: window ms, limit. */
 static const char lua_count[] =
+    LUA_RATE
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local win = tonumber(ARGV[1]); local limit = tonumber(ARGV[2])\n"
     "local h = redis.call('HMGET', KEYS[1], 's', 'c', 'p', 'f')\n"
     "local s = tonumber(h[1]); local c = tonumber(h[2]) or 0; local p = tonumber(h[3]) or 0\n"
     "local f = tonumber(h[4]) or now\n"
-    "if s == nil or now - s >= 2 * win then s = now; c = 0; p = 0\n"
-    "elseif now - s >= win then p = c; c = 0; s = s + win end\n"
-    "local function est() return c + math.floor(p * (win - (now - s)) / win) end\n"
-    "if est() == 0 then f = now end\n"
+    "if rate_est(s, c, p, now, win) == 0 then f = now end\n"
+    "s, c, p = rate_roll(s, c, p, now, win)\n"
     "c = c + 1\n"
-    "local e = est()\n"
+    "local e = rate_est(s, c, p, now, win)\n"
     "if e >= limit then redis.call('DEL', KEYS[1]); return {1, e, f} end\n"
     "redis.call('HSET', KEYS[1], 's', s, 'c', c, 'p', p, 'f', f)\n"
     "redis.call('PEXPIRE', KEYS[1], 2 * win)\n"
