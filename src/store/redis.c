@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -208,7 +209,8 @@ enum op { OP_PUT = STORE_PUT, OP_LIFT = STORE_LIFT, OP_EXPIRE = STORE_EXPIRE,
           OP_PRUNE = STORE_PRUNE, OP_COUNT };
 
 struct item {
-    struct item *next;
+    STAILQ_ENTRY(item) link;   /* on the pending list */
+    struct redis_store *r;     /* while posted to the store's thread */
     enum op op;
     struct guard_block b;      /* PUT; id, lifted_* for LIFT/EXPIRE; lifted_at = before for PRUNE */
     bool has_full;             /* LIFT/EXPIRE: the whole record, already lifted/expired */
@@ -246,7 +248,7 @@ struct redis_store {
     bool down_logged;
     bool stopping;
 
-    struct item *pend_head, *pend_tail;   /* own writes while down */
+    STAILQ_HEAD(, item) pending;   /* own writes while down */
     size_t npend;
     struct known *known;       /* blocks in force this node has seen */
 };
@@ -557,8 +559,7 @@ static void send_item(struct redis_store *r, struct item *it)
 static void run_item(void *arg)
 {
     struct item *it = arg;
-    struct redis_store *r = (struct redis_store *)(void *)it->next;   /* see post() */
-    it->next = NULL;
+    struct redis_store *r = it->r;
     bool up = atomic_load(&r->up) && r->ac != NULL;
     if (it->op == OP_LIFT || it->op == OP_EXPIRE) {
         /* Keep the whole record, lifted: should this write miss Redis,
@@ -599,20 +600,13 @@ static void pend(struct redis_store *r, struct item *it)
         it->b = it->full;
         it->has_full = false;
     }
-    it->next = NULL;
-    if (r->pend_tail)
-        r->pend_tail->next = it;
-    else
-        r->pend_head = it;
-    r->pend_tail = it;
+    STAILQ_INSERT_TAIL(&r->pending, it, link);
     r->npend++;
 }
 
 static void post(struct redis_store *r, struct item *it)
 {
-    /* The mailbox carries one pointer: the item, with the store in `next`
-     * until run_item takes it. */
-    it->next = (struct item *)(void *)r;
+    it->r = r;
     pool_post(r->mb, run_item, it);
 }
 
@@ -1053,11 +1047,10 @@ static void connect_now(struct redis_store *r)
     redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s", r->chan);
     /* Then, in order on the command connection: our queued writes, the
      * write-back of blocks Redis may have lost, and the load. */
-    struct item *queued = r->pend_head;
-    r->pend_head = r->pend_tail = NULL;
     r->npend = 0;
-    for (struct item *it = queued, *next; it != NULL; it = next) {
-        next = it->next;
+    struct item *it;
+    while ((it = STAILQ_FIRST(&r->pending)) != NULL) {
+        STAILQ_REMOVE_HEAD(&r->pending, link);
         send_item(r, it);
     }
     int64_t now = util_now_ms();
@@ -1129,8 +1122,9 @@ static void rs_close(struct store *s)
     struct redis_store *r = (struct redis_store *)s;
     pool_post(r->mb, stop_run, r);
     pthread_join(r->thread, NULL);
-    for (struct item *it = r->pend_head, *next; it != NULL; it = next) {
-        next = it->next;
+    struct item *it;
+    while ((it = STAILQ_FIRST(&r->pending)) != NULL) {
+        STAILQ_REMOVE_HEAD(&r->pending, link);
         free(it);
     }
     for (struct known *k = r->known, *next; k != NULL; k = next) {
@@ -1160,6 +1154,7 @@ static struct store *redis_open(const struct config *c, const struct store_hooks
     if (r == NULL)
         return NULL;
     r->base.ops = &redis_ops;
+    STAILQ_INIT(&r->pending);
     if (h != NULL)
         r->hooks = *h;
     if (strncmp(c->redis, "unix:", 5) == 0) {
