@@ -20,7 +20,7 @@
  * event (1.6 KB per prefix at conn_rate_limit = 200).
  *
  * The cluster's counters in Redis carry the same arithmetic in Lua
- * (store/redis.c, LUA_RATE); tests/vectors/rate.txt is run against both
+ * (store/redis_lua.c, LUA_RATE); tests/vectors/rate.txt is run against both
  * (tests/unit/test_rate.c, tests/integration/test_store_rate.py). */
 #ifndef PORTCULLIS_RATE_H
 #define PORTCULLIS_RATE_H

@@ -1,5 +1,5 @@
 """The cluster's rate counters are the rate counter of src/base/rate.c in
-Lua: the LUA_RATE text of src/store/redis.c, as the daemon sends it, runs the
+Lua: the LUA_RATE text of src/store/redis_lua.c, as the daemon sends it, runs the
 shared vector tests/vectors/rate.txt in a real redis-server (the C side runs
 it in tests/unit/test_rate.c)."""
 import codecs
@@ -30,7 +30,7 @@ return out
 
 def lua_rate():
     """The C string literals between the LUA_RATE markers, decoded."""
-    src = (ROOT / "src" / "store" / "redis.c").read_text()
+    src = (ROOT / "src" / "store" / "redis_lua.c").read_text()
     block = re.search(r"/\* BEGIN LUA_RATE \*/(.*?)/\* END LUA_RATE \*/", src, re.S).group(1)
     parts = re.findall(r'"((?:[^"\\]|\\.)*)"', block)
     assert parts, "no Lua found between the LUA_RATE markers"
