@@ -1,7 +1,6 @@
 """The other two offenses (unauthenticated MAIL bursts, connection bursts)
 and the concurrency cap, which rejects without blocking."""
 
-
 from guardutil import (
     GREETING_554, REPLY_421, Conn, check_status_shape, greeting_of, status,
     wait_until,
