@@ -171,7 +171,6 @@ void reject_log(uint32_t n, const struct addr *prefix)
     log_event(LOG_INFO, "reject", "ip", p, "count", cnt, "reason", "blocked", NULL);
 }
 
-
 /* A blocked client's whole dialogue: 503 to everything, 221 to QUIT. */
 const char *reject_answer(const char *line)
 {

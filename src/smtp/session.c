@@ -1,10 +1,14 @@
-/* session: the SMTP dialogue of one connection, on libevent bufferevents.
+/* session: the SMTP dialogue of one connection, on libevent bufferevents:
+ * its start (the guard's word, the greeting), reading lines and the
+ * message, and its end. What each command does is commands.c (a table of
+ * {verb, check, proceed} rows), AUTH session_auth.c, TLS session_tls.c.
  *
- * Shape (after OpenSMTPD): an explicit state, a command table, one reply
- * function. Blocking work (password hashing, the Maildir write) goes to the
- * pool; while it runs the session is `busy` and reads nothing, so pipelined
- * commands are answered in order. A session closed while a job runs is
- * freed when the job comes back (`dead`). */
+ * Shape (after OpenSMTPD): an explicit state changed only by enter_state(),
+ * a command table, one reply function. Work that waits (a password check,
+ * a recipient's verdict, the end of a delivery) goes to a backend that
+ * answers by callback; meanwhile the session is `busy` and reads nothing,
+ * so pipelined commands are answered in order. A session closed while it
+ * waits is freed when the answer comes (`dead`). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -235,7 +239,6 @@ static bool blocked_now(struct session *s)
     return guard_blocked(s->env->guard, &s->client, util_now_ms());
 }
 
-
 void bad_command(struct session *s, const char *text)
 {
     reply(s, "%s", text);
@@ -244,7 +247,6 @@ void bad_command(struct session *s, const char *text)
         hang_up(s);
     }
 }
-
 
 static void handle_line(struct session *s, const char *line)
 {
@@ -430,8 +432,7 @@ void on_event(struct bufferevent *bev, short what, void *arg)
     session_free(s);
 }
 
-
-/* ---- reverse DNS ---------------------------------------------------------- */
+/* ---- reverse DNS ------------------------------------------------------- */
 
 static void on_rdns_answer(void *arg, const char *name, const char *why, const char *ptr)
 {
