@@ -52,7 +52,8 @@ static void warn_demo(const struct config *c, const struct users *u)
                       "hint", "the demo users file is in use on a non-loopback address: replace it", NULL);
 }
 
-bool daemon_reload(struct server *s, char *err, size_t errlen)
+/* SIGHUP, and the control requests "reload" (handed in as admin.reload). */
+static bool daemon_reload(struct server *s, char *err, size_t errlen)
 {
     pthread_mutex_lock(&s->mu);
     char path[CONFIG_PATH_MAX];
@@ -288,7 +289,8 @@ int main(int argc, char **argv)
     int64_t now = util_now_ms();
     if (!srv.store->ops->load(srv.store, now - c->offense_memory_ms, now, install_cb, &srv))
         return fail("cannot load the blocks from the store");
-    if ((ctl = control_start(&srv, c->control_socket, err, sizeof err)) == NULL)
+    struct admin admin = {&srv, daemon_reload};
+    if ((ctl = control_start(&admin, c->control_socket, err, sizeof err)) == NULL)
         return fail(err);
     /* crypt and fsync: enough threads that a slow disk does not hold up
      * password checks, few enough to leave the cores to the workers. */
