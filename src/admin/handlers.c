@@ -247,6 +247,7 @@ static json_t *do_block(struct req *r)
     util_strlcpy(made.node, r->cfg->hostname, sizeof made.node);
     util_strlcpy(made.note, why, sizeof made.note);
     store_put(st, &made);
+    stats_block(&r->srv->stats, GUARD_MANUAL);
     log_block_change("block", &made, by, why);
     struct guard_block stored;
     return block_json(st->ops->get(st, made.id, &stored) ? &stored : &made, r->now);

@@ -417,6 +417,7 @@ static void auth_check(struct session *s, const char *user, const char *pass)
     struct auth_job *j = calloc(1, sizeof *j);
     if (j == NULL) {
         users_unref(u);
+        atomic_fetch_add(&s->srv->stats.auth_tempfail, 1);
         reply(s, "454 4.7.0 Temporary authentication failure");
         s->state = ST_CMD;
         return;
@@ -563,6 +564,7 @@ static void cmd_mail(struct session *s, const char *arg)
         return;
     }
     if (s->mail.has_size && s->mail.size > (uint64_t)s->cfg->max_message_size) {
+        atomic_fetch_add(&s->srv->stats.messages_refused, 1);
         reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
         return;
     }
@@ -646,6 +648,7 @@ struct deliver_job {
     char id[UTIL_ID_LEN];
     enum deliver_result r;
     char err[512];
+    int64_t started;             /* util_mono_ms(), for the latency histogram */
 };
 
 static void deliver_work(void *arg)
@@ -660,6 +663,7 @@ static void deliver_done(void *arg)
     struct deliver_job *j = arg;
     struct session *s = j->s;
     s->busy = false;
+    stats_delivery_time(&s->srv->stats, util_mono_ms() - j->started);
     if (j->r == DELIVER_OK) {
         atomic_fetch_add(&s->srv->stats.messages, 1);
         char n[16];
@@ -755,6 +759,7 @@ static void data_end(struct session *s)
     bufferevent_set_timeouts(s->bev, &tv, &tv);
     switch (s->data.error) {
     case SMTP_DATA_TOO_BIG:
+        atomic_fetch_add(&s->srv->stats.messages_refused, 1);
         reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
         tx_reset(s);
         return;
@@ -781,6 +786,7 @@ static void data_end(struct session *s)
         return;
     }
     j->s = s;
+    j->started = util_mono_ms();
     j->cfg = config_ref(s->cfg);
     j->body = s->msg;       /* the pool owns it until deliver_done */
     s->msg = NULL;
@@ -1028,8 +1034,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct session *s = arg;
-    if (what & BEV_EVENT_CONNECTED)
+    if (what & BEV_EVENT_CONNECTED) {
+        atomic_fetch_add(&s->srv->stats.tls_sessions, 1);
         return;   /* TLS handshake done */
+    }
     if ((what & BEV_EVENT_TIMEOUT) && !s->closing && s->state != ST_PROXY) {
         reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
         log_event(LOG_INFO, "timeout", "ip", s->ip, "session", s->sid, NULL);
