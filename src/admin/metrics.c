@@ -57,7 +57,8 @@ void metrics_render(struct server *s, struct evbuffer *o)
     family(o, "portcullis_start_time_seconds", "gauge", "When the daemon started (Unix time).");
     evbuffer_add_printf(o, "portcullis_start_time_seconds %" PRId64 "\n", s->started_at / 1000);
 
-    family(o, "portcullis_connections_total", "counter", "SMTP connections accepted by the kernel.");
+    family(o, "portcullis_connections_total", "counter",
+           "SMTP connections given a session (a known-blocked address refused at accept is counted only as rejected).");
     evbuffer_add_printf(o, "portcullis_connections_total %lu\n", load(&st->connections));
     family(o, "portcullis_rejected_connections_total", "counter",
            "Connections refused: blocked (554 greeting), over the per-address concurrency, or the server busy.");
