@@ -247,3 +247,27 @@ def test_slowloris_and_garbage_connections(d):
             s.close()
     assert d.running()
     assert get(d, "/api/v1/stats").status == 200
+
+
+def test_https_with_the_tls_certificate(start_daemon, tmp_path):
+    import http.client
+    from smtputil import unverified_context
+    d = start_http_daemon(start_daemon, tmp_path, public=False)
+    port = d.http_port
+    d.stop()
+    d.write_config(control={"http": f"127.0.0.1:{port}/tls"})
+    d.start()
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10 * T,
+                                       context=unverified_context())
+    conn.request("GET", "/api/v1/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+    r = conn.getresponse()
+    assert r.status == 200 and "uptime_s" in json.loads(r.read())
+    conn.close()
+    # plain HTTP on the TLS port gets nothing useful, and the listener lives on
+    out = raw_http(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"portcullis_" not in out
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10 * T,
+                                       context=unverified_context())
+    conn.request("GET", "/metrics")
+    assert conn.getresponse().status == 200
+    conn.close()
