@@ -271,3 +271,28 @@ def test_https_with_the_tls_certificate(start_daemon, tmp_path):
     conn.request("GET", "/metrics")
     assert conn.getresponse().status == 200
     conn.close()
+
+
+def test_connections_at_once_are_capped(d):
+    """Past 256 open connections the daemon stops accepting (the rest wait
+    in the kernel's backlog, seen as the listening socket's Recv-Q); once
+    they close, it serves again."""
+    socks = []
+    try:
+        for _ in range(300):
+            socks.append(socket.create_connection(("127.0.0.1", d.http_port), timeout=5))
+
+        def backlog():
+            out = subprocess.run(["ss", "-Hltn", f"sport = :{d.http_port}"], capture_output=True,
+                                 text=True, timeout=10).stdout.split()
+            return int(out[1]) if len(out) > 1 else -1
+
+        deadline = time.monotonic() + 5 * T
+        while backlog() < 300 - 256 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert backlog() >= 300 - 256, backlog()
+        assert backlog() <= 300 - 256 + 5
+    finally:
+        for s in socks:
+            s.close()
+    assert get(d, "/api/v1/stats", timeout=20).status == 200
