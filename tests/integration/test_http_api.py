@@ -167,6 +167,8 @@ def test_bad_requests(d, method, path, body, status, words):
     assert r.headers["content-type"] == "application/json"
     err = r.json()["error"]
     assert words.lower() in err.lower(), err
+    if status == 405:
+        assert r.headers["allow"] == words
     # nothing was blocked by any of it
     assert get(d, "/api/v1/blocks").json() == {"blocks": []}
 
