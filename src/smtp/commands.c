@@ -81,6 +81,7 @@ static void cmd_mail(struct session *s, const char *arg)
         return;
     }
     if (t->mail.has_size && t->mail.size > (uint64_t)s->cfg->max_message_size) {
+        atomic_fetch_add(&s->env->stats->messages_refused, 1);
         reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
         return;
     }
@@ -186,6 +187,7 @@ static void data_done(void *arg, const struct deliver_reply *r)
 {
     struct session *s = arg;
     struct tx *t = &s->tx;
+    stats_delivery_time(s->env->stats, util_mono_ms() - t->ended_ms);
     if (r->status == DELIVER_OK) {
         atomic_fetch_add(&s->env->stats->messages, 1);
         char n[16];
@@ -214,6 +216,7 @@ static void data_end(struct session *s)
     const char *refused = NULL;
     switch (s->tx.data.error) {
     case SMTP_DATA_TOO_BIG:
+        atomic_fetch_add(&s->env->stats->messages_refused, 1);
         refused = "552 5.3.4 Message size exceeds fixed maximum message size";
         break;
     case SMTP_DATA_LINE_TOO_LONG:
@@ -232,6 +235,7 @@ static void data_end(struct session *s)
     }
     struct deliver_tx *dtx = s->tx.dtx;
     s->tx.dtx = NULL;             /* the backend's until data_done */
+    s->tx.ended_ms = util_mono_ms();
     s->held = false;
     s->busy = true;
     s->calling = true;

@@ -39,7 +39,7 @@ void enforce_made(const struct enforce *e, const struct config *c,
     struct guard_block b = *made;
     util_strlcpy(b.node, c->hostname, sizeof b.node);
     store_put(e->store, &b);
-    atomic_fetch_add(e->blocks, 1);
+    stats_block(e->stats, b.reason);
     log_change(LOG_WARN, "block", &b, session, NULL, NULL);
 }
 
@@ -57,6 +57,7 @@ bool enforce_block(const struct enforce *e, const struct config *c, const struct
     util_strlcpy(made->node, c->hostname, sizeof made->node);
     util_strlcpy(made->note, why ? why : "", sizeof made->note);
     store_put(e->store, made);
+    stats_block(e->stats, GUARD_MANUAL);
     log_change(LOG_WARN, "block", made, NULL, by, why);
     return true;
 }

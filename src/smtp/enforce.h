@@ -13,11 +13,12 @@
 #include "base/config.h"
 #include "guard/guard.h"
 #include "store/store.h"
+#include "smtp/stats.h"
 
 struct enforce {
     struct guard *guard;
     struct store *store;
-    atomic_ulong *blocks;     /* the "blocks" statistic */
+    struct stats *stats;      /* blocks made, by reason */
 };
 
 /* The guard imposed `made` (guard_offend, guard_connect and guard_impose

@@ -15,6 +15,7 @@
 #include "base/pool.h"
 #include "deliver/deliver.h"
 #include "guard/guard.h"
+#include "smtp/stats.h"
 
 struct session;
 struct rejected;
@@ -25,12 +26,6 @@ TAILQ_HEAD(rejected_list, rejected);
 /* Bad commands one client may send before we hang up (RFC 5321 §4.3.2
  * allows closing after errors; it bounds what garbage costs). */
 #define SESSION_ERRORS_MAX 20
-
-struct stats {
-    atomic_ulong connections, accepted, rejected_blocked, rejected_concurrency,
-        rejected_busy, auth_ok, auth_fail, unauth_mail, messages, delivery_failures,
-        blocks, proxy_errors;
-};
 
 /* What the layer above provides. Called on the worker's thread. */
 struct session_hooks {

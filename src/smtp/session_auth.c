@@ -57,6 +57,7 @@ static void auth_done(void *arg, enum auth_result r)
     }
     if (r == AUTH_TEMPFAIL) {
         s->user[0] = '\0';
+        atomic_fetch_add(&s->env->stats->auth_tempfail, 1);
         reply(s, "454 4.7.0 Temporary authentication failure");
         carry_on(s);
         return;
