@@ -647,6 +647,12 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     return c;
 }
 
+const char *config_default_path(void)
+{
+    const char *env = getenv("PORTCULLIS_CONF");
+    return env != NULL && env[0] != '\0' ? env : CONFIG_DEFAULT_PATH;
+}
+
 struct config *config_ref(struct config *c)
 {
     atomic_fetch_add(&c->refs, 1);

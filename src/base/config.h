@@ -130,6 +130,11 @@ struct config {
     enum log_format log_format;
 };
 
+/* Where both programs look without -c: $PORTCULLIS_CONF when set, else
+ * CONFIG_DEFAULT_PATH (where the systemd unit points). */
+#define CONFIG_DEFAULT_PATH "/etc/portcullis/portcullis.conf"
+const char *config_default_path(void);
+
 /* Reads and validates `path`. On error returns NULL and writes
  * "FILE:LINE: [section] key: what is wrong" into err. The result has one
  * reference. */

@@ -19,14 +19,14 @@
 #include "auth/users.h"
 #include "base/util.h"
 
-#define DEFAULT_CONF "/etc/portcullis/portcullis.conf"
 #define REPLY_MAX (64 * 1024 * 1024)
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static bool json_out;
 
-static void usage(void)
+/* --help: to stdout, exit 0; a usage error: to stderr, exit 2. */
+static void usage_to(FILE *f)
 {
     fputs("usage: portcullisctl [-c FILE] [--json] COMMAND\n"
           "  status IP                         clear, or blocked until when and why\n"
@@ -37,7 +37,13 @@ static void usage(void)
           "  stats                             counters of the running daemon\n"
           "  passwd ADDRESS                    add or change a user; password on stdin\n"
           "  reload                            reload configuration and users (as SIGHUP)\n"
-          "IP is an address (standing for its prefix) or a CIDR prefix.\n", stderr);
+          "IP is an address (standing for its prefix) or a CIDR prefix.\n"
+          "FILE defaults to $PORTCULLIS_CONF, else " CONFIG_DEFAULT_PATH ".\n", f);
+}
+
+static void usage(void)
+{
+    usage_to(stderr);
 }
 
 static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -53,8 +59,10 @@ static int die(int code, const char *fmt, ...)
 }
 
 /* Sends one request and returns the "result" of the reply, or NULL with
- * the exit code in *code. */
-static json_t *call(const struct config *c, json_t *req, int *code)
+ * the exit code in *code. A refusal by the daemon is printed after
+ * `subject` (what the request was about, e.g. "10.9.9.9 (prefix
+ * 10.9.9.9/32)") when there is one. */
+static json_t *call(const struct config *c, json_t *req, const char *subject, int *code)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     util_strlcpy(sun.sun_path, c->control_socket, sizeof sun.sun_path);
@@ -111,7 +119,10 @@ static json_t *call(const struct config *c, json_t *req, int *code)
     }
     if (!json_is_true(json_object_get(reply, "ok"))) {
         const char *e = json_string_value(json_object_get(reply, "error"));
-        *code = die(EXIT_FAIL, "%s", e ? e : "failed");
+        if (subject != NULL)
+            *code = die(EXIT_FAIL, "%s: %s", subject, e ? e : "failed");
+        else
+            *code = die(EXIT_FAIL, "%s", e ? e : "failed");
         json_decref(reply);
         return NULL;
     }
@@ -257,7 +268,7 @@ static int do_passwd(const struct config *c, const char *address)
     int code;
     struct sockaddr_un sun;
     if (strlen(c->control_socket) < sizeof sun.sun_path && access(c->control_socket, F_OK) == 0) {
-        json_t *r = call(c, req, &code);
+        json_t *r = call(c, req, NULL, &code);
         json_decref(r);
         if (code != EXIT_OK) {
             json_decref(req);
@@ -272,7 +283,7 @@ static int do_passwd(const struct config *c, const char *address)
 
 int main(int argc, char **argv)
 {
-    const char *conf = getenv("PORTCULLIS_CONF") ? getenv("PORTCULLIS_CONF") : DEFAULT_CONF;
+    const char *conf = config_default_path();
     const char *dur = NULL, *reason = NULL;
     bool permanent = false, temporary = false;
     static const struct option opts[] = {
@@ -292,6 +303,7 @@ int main(int argc, char **argv)
         case 'p': permanent = true; break;
         case 'T': temporary = true; break;
         case 'r': reason = optarg; break;
+        case 'h': usage_to(stdout); return EXIT_OK;
         default: usage(); return EXIT_USAGE;
         }
     }
@@ -324,6 +336,8 @@ int main(int argc, char **argv)
      * bad request is a usage error here rather than a reply from there. */
     enum ctlreq_cmd kind = CTLREQ_STATS;
     bool known = ctlreq_command(cmd, &kind);
+    char subject[2 * ADDR_STRLEN + 32];
+    subject[0] = '\0';
     if (known && ctlreq_takes_ip(kind)) {
         if (nw != 2) {
             usage();
@@ -337,6 +351,17 @@ int main(int argc, char **argv)
             goto out;
         }
         json_object_set_new(req, "ip", json_string(words[1]));
+        /* "not blocked" alone leaves the reader guessing which prefix
+         * was looked at: name the address and the prefix it stands for. */
+        struct ctlreq q = {.addr = a};
+        util_strlcpy(q.ip, words[1], sizeof q.ip);
+        struct addr p = ctlreq_prefix(&q, c->ipv4_prefix, c->ipv6_prefix);
+        char pt[ADDR_STRLEN];
+        addr_format(&p, true, pt);
+        if (strcmp(pt, words[1]) == 0)
+            snprintf(subject, sizeof subject, "%s", pt);
+        else
+            snprintf(subject, sizeof subject, "%s (prefix %s)", words[1], pt);
     } else if (!known || nw != 1) {
         usage();
         code = EXIT_USAGE;
@@ -372,7 +397,7 @@ int main(int argc, char **argv)
     snprintf(by, sizeof by, "portcullisctl:%s", who ? who : "?");
     json_object_set_new(req, "by", json_string(by));
 
-    json_t *r = call(c, req, &code);
+    json_t *r = call(c, req, subject[0] ? subject : NULL, &code);
     if (r != NULL) {
         if (json_out) {
             char *t = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

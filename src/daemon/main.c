@@ -27,11 +27,14 @@ static struct control *ctl;
 static struct event *stop_timer;
 static int64_t stop_deadline;
 
-static void usage(void)
+/* --help: to stdout, exit 0; a usage error: to stderr, exit 2. */
+static void usage(FILE *f)
 {
-    fprintf(stderr, "usage: portcullisd -c FILE [-t]\n"
-                    "  -c FILE  configuration file (INI)\n"
-                    "  -t       check the configuration and exit (0 good, 1 bad)\n");
+    fprintf(f, "usage: portcullisd [-c FILE] [-t]\n"
+               "  -c FILE  configuration file (INI); default $PORTCULLIS_CONF, else\n"
+               "           " CONFIG_DEFAULT_PATH "\n"
+               "  -t       check the configuration and exit (0 good, 1 bad)\n"
+               "  -h, --help  this text\n");
 }
 
 static bool is_loopback(const struct addr *a)
@@ -203,18 +206,24 @@ static int fail(const char *what)
 
 int main(int argc, char **argv)
 {
-    const char *conf = NULL;
+    /* The same default as portcullisctl's, so that both find one file. */
+    const char *conf = config_default_path();
     bool check = false;
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
     int opt;
-    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
         case 't': check = true; break;
-        default: usage(); return 2;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
     }
-    if (conf == NULL || optind != argc) {
-        usage();
+    if (optind != argc) {
+        usage(stderr);
         return 2;
     }
     char err[1024];

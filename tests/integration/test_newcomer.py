@@ -2,6 +2,7 @@
 `make run` uses leaves the clone clean, portcullisctl's and portcullisd's
 command lines agree, and the admin tool's words cannot be misread."""
 
+import os
 import shutil
 import subprocess
 
@@ -35,3 +36,47 @@ def test_demo_passwd_leaves_tracked_users_alone(tmp_path):
     # a second run keeps the copy (and its new user)
     rc, out, err = run([REPO / "scripts" / "demousers.sh"], cwd=tmp_path)
     assert rc == 0 and "newbie@example.test" in (tmp_path / "var" / "users").read_text()
+
+
+# ---- item 12: unblock with nothing in force names what it looked at ------
+
+def test_unblock_nothing_names_address_and_prefix(start_daemon):
+    d = start_daemon(guard={"ipv4_prefix": "24"})
+    cp = d.ctl("unblock", "10.9.9.9")
+    assert cp.returncode == 1, (cp.returncode, cp.stdout, cp.stderr)
+    assert "10.9.9.9 (prefix 10.9.9.0/24)" in cp.stderr and "not blocked" in cp.stderr, cp.stderr
+    cp = d.ctl("unblock", "10.9.0.0/16")
+    assert cp.returncode == 1 and "10.9.0.0/16: not blocked" in cp.stderr, cp.stderr
+
+
+# ---- item 13: --help, and one default configuration for both programs ----
+
+def test_help_exits_0_on_stdout():
+    for prog in ("portcullisd", "portcullisctl"):
+        for flag in ("--help", "-h"):
+            rc, out, err = run([BUILD / prog, flag])
+            assert rc == 0, (prog, flag, rc, err)
+            assert out.startswith(f"usage: {prog}") and err == "", (prog, flag, out, err)
+    # a wrong option is still a usage error, on stderr
+    for prog in ("portcullisd", "portcullisctl"):
+        rc, out, err = run([BUILD / prog, "--no-such-option"])
+        assert rc == 2 and out == "" and "usage:" in err, (prog, rc, out, err)
+
+
+def test_one_default_config_for_both(tmp_path, tls_files):
+    from conftest import Daemon
+    d = Daemon(tmp_path / "cfg", tls_files)
+    env = dict(os.environ, PORTCULLIS_CONF=str(d.conf_path))
+    # -t without -c checks the default file, as portcullisctl reads it
+    rc, out, err = run([BUILD / "portcullisd", "-t"], env=env)
+    assert rc == 0 and str(d.conf_path) in out, (rc, out, err)
+    missing = tmp_path / "nowhere.conf"
+    env["PORTCULLIS_CONF"] = str(missing)
+    rc1, _, err1 = run([BUILD / "portcullisd", "-t"], env=env)
+    rc2, _, err2 = run([BUILD / "portcullisctl", "stats"], env=env)
+    assert rc1 == 1 and rc2 == 1 and str(missing) in err1 and str(missing) in err2, (err1, err2)
+    # and without the variable both name the same built-in path
+    env.pop("PORTCULLIS_CONF")
+    _, out1, _ = run([BUILD / "portcullisd", "--help"], env=env)
+    _, out2, _ = run([BUILD / "portcullisctl", "--help"], env=env)
+    assert "/etc/portcullis/portcullis.conf" in out1 and "/etc/portcullis/portcullis.conf" in out2
