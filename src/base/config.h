@@ -139,6 +139,12 @@ const char *config_default_path(void);
  * "FILE:LINE: [section] key: what is wrong" into err. The result has one
  * reference. */
 struct config *config_load(const char *path, char *err, size_t errlen);
+/* The same, but goes on after a problem and calls report() with each one
+ * ("FILE:LINE: [section] key: problem", in the order of the file, then
+ * the rules between keys): `portcullisd -t` lists them all. NULL when
+ * there was any. */
+struct config *config_load_report(const char *path, void (*report)(void *ctx, const char *problem),
+                                  void *ctx);
 /* The embedded defaults, with paths relative to `dir`. */
 struct config *config_defaults(const char *dir);
 struct config *config_ref(struct config *c);

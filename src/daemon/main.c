@@ -37,6 +37,12 @@ static void usage(FILE *f)
                "  -h, --help  this text\n");
 }
 
+static void print_problem(void *ctx, const char *problem)
+{
+    (void)ctx;
+    fprintf(stderr, "%s\n", problem);
+}
+
 static bool is_loopback(const struct addr *a)
 {
     struct addr lo4, lo6;
@@ -227,12 +233,12 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[1024];
-    struct config *c = config_load(conf, err, sizeof err);
-    if (c == NULL) {
-        fprintf(stderr, "portcullisd: %s\n", err);
-        return 1;
-    }
     if (check) {
+        /* Every problem of the file, one line each, before the files it
+         * names (those only once the file itself is good). */
+        struct config *c = config_load_report(conf, print_problem, NULL);
+        if (c == NULL)
+            return 1;
         struct users *u = users_load(c->users, err, sizeof err);
         SSL_CTX *t = u && c->tls_cert[0] ? tls_ctx_new(c, err, sizeof err) : NULL;
         bool ok = u != NULL && (c->tls_cert[0] == '\0' || t != NULL);
@@ -245,6 +251,11 @@ int main(int argc, char **argv)
             SSL_CTX_free(t);
         config_unref(c);
         return ok ? 0 : 1;
+    }
+    struct config *c = config_load(conf, err, sizeof err);
+    if (c == NULL) {
+        fprintf(stderr, "portcullisd: %s\n", err);
+        return 1;
     }
     log_configure(c->log_level, c->log_format);
     signal(SIGPIPE, SIG_IGN);
