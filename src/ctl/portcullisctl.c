@@ -140,21 +140,37 @@ static const char *s(json_t *o, const char *k)
     return v ? v : "-";
 }
 
+/* One block, worded by what became of it: in force until when, or when it
+ * ended and how (ran out, or lifted early by whom, and what had been
+ * planned), so that a lifted block never reads as if it ran its course
+ * and a lifted permanent one never reads as permanent. */
 static void print_block(json_t *b, const char *indent)
 {
-    const char *state = s(b, "state");
-    printf("%s%s %s (%s) since %s", indent, s(b, "address"), state, s(b, "reason"), s(b, "started_at"));
-    if (json_is_string(json_object_get(b, "expires_at")))
-        printf(", %s %s", strcmp(state, "blocked") == 0 ? "until" : "ran until", s(b, "expires_at"));
-    else
-        printf(", permanent");
-    printf("\n");
+    const char *state = s(b, "state"), *addr = s(b, "address"), *why = s(b, "reason");
+    bool permanent = !json_is_string(json_object_get(b, "expires_at"));
+    if (strcmp(state, "blocked") == 0) {
+        printf("%s%s blocked (%s) since %s, until %s\n", indent, addr, why, s(b, "started_at"),
+               s(b, "expires_at"));
+    } else if (strcmp(state, "permanent") == 0) {
+        printf("%s%s blocked permanently (%s) since %s\n", indent, addr, why, s(b, "started_at"));
+    } else if (strcmp(state, "expired") == 0) {
+        printf("%s%s block (%s) from %s, ended %s when it expired\n", indent, addr, why,
+               s(b, "started_at"), s(b, "expires_at"));
+    } else if (strcmp(state, "lifted") == 0) {
+        printf("%s%s block (%s) from %s, ended %s when %s lifted it", indent, addr, why,
+               s(b, "started_at"), s(b, "lifted_at"), s(b, "lifted_by"));
+        if (json_is_string(json_object_get(b, "lift_reason")) && *s(b, "lift_reason"))
+            printf(" (\"%s\")", s(b, "lift_reason"));
+        if (permanent)
+            printf("; it was permanent\n");
+        else
+            printf("; it was to run until %s\n", s(b, "expires_at"));
+    } else {
+        printf("%s%s %s (%s) since %s\n", indent, addr, state, why, s(b, "started_at"));
+    }
     if (json_is_string(json_object_get(b, "first_event_at")))
         printf("%s  offending window %s .. %s, %lld events\n", indent, s(b, "first_event_at"),
                s(b, "last_event_at"), (long long)json_integer_value(json_object_get(b, "events")));
-    if (json_is_string(json_object_get(b, "lifted_at")))
-        printf("%s  lifted %s by %s: %s\n", indent, s(b, "lifted_at"), s(b, "lifted_by"),
-               s(b, "lift_reason"));
     if (json_is_string(json_object_get(b, "note")))
         printf("%s  note: %s\n", indent, s(b, "note"));
     printf("%s  node %s, id %s\n", indent, s(b, "node"), s(b, "id"));

@@ -80,3 +80,47 @@ def test_one_default_config_for_both(tmp_path, tls_files):
     _, out1, _ = run([BUILD / "portcullisd", "--help"], env=env)
     _, out2, _ = run([BUILD / "portcullisctl", "--help"], env=env)
     assert "/etc/portcullis/portcullis.conf" in out1 and "/etc/portcullis/portcullis.conf" in out2
+
+
+# ---- item 15: history says when a block ended, and how -------------------
+
+def history_entries(d, ip):
+    """The history text, one entry (first line + details) per block."""
+    cp = d.ctl("history", ip, check=True)
+    lines = cp.stdout.splitlines()
+    assert lines[0].startswith("history of "), cp.stdout
+    return [l for l in lines[1:] if not l.startswith(" ")]
+
+
+def test_history_wording_of_ended_blocks(start_daemon):
+    import json
+    import time
+    d = start_daemon()
+    ip = "10.11.0.1"
+    # a temporary block lifted early
+    d.ctl("block", ip, "--for", "1h", check=True)
+    d.ctl("unblock", ip, "--reason", "customer called", check=True)
+    # a permanent block lifted
+    d.ctl("block", ip, "--permanent", check=True)
+    d.ctl("unblock", ip, check=True)
+    # a block that ran out
+    d.ctl("block", ip, "--for", "1s", check=True)
+    deadline = time.monotonic() + 15 * T
+    while json.loads(d.ctl("status", ip, json=True, check=True).stdout)["state"] != "clear":
+        assert time.monotonic() < deadline, "the 1 s block did not expire"
+        time.sleep(0.2)
+    hist = json.loads(d.ctl("history", ip, json=True, check=True).stdout)["blocks"]
+    assert [b["state"] for b in hist] == ["expired", "lifted", "lifted"], hist
+    entries = history_entries(d, ip)
+    assert len(entries) == 3, entries
+    expired, lifted_perm, lifted_temp = entries
+    assert f"ended {hist[0]['expires_at']} when it expired" in expired, expired
+    assert f"ended {hist[1]['lifted_at']} when {hist[1]['lifted_by']} lifted it" in lifted_perm
+    assert "it was permanent" in lifted_perm and "blocked permanently" not in lifted_perm, lifted_perm
+    assert f"ended {hist[2]['lifted_at']} when" in lifted_temp and "customer called" in lifted_temp
+    assert f"it was to run until {hist[2]['expires_at']}" in lifted_temp, lifted_temp
+    for e in entries:
+        assert "ran until" not in e and ", permanent" not in e, e
+    # a block in force still reads as one
+    d.ctl("block", ip, "--permanent", check=True)
+    assert "blocked permanently" in history_entries(d, ip)[0]
