@@ -258,6 +258,7 @@ static json_t *do_block(struct req *r)
     util_strlcpy(made.node, r->cfg->hostname, sizeof made.node);
     util_strlcpy(made.note, why, sizeof made.note);
     store_put(st, &made);
+    stats_block_made(&r->srv->stats, GUARD_MANUAL);
     log_block_change("block", &made, by, why);
     struct guard_block stored;
     return block_json(st->ops->get(st, made.id, &stored) ? &stored : &made, r->now);
@@ -306,12 +307,23 @@ static json_t *do_stats(struct req *r)
     STAT(unauth_mail);
     STAT(messages);
     STAT(delivery_failures);
-    STAT(blocks);
     STAT(proxy_errors);
 #undef STAT
     json_object_set_new(o, "open_connections", json_integer(atomic_load(&r->srv->clients)));
-    json_object_set_new(o, "active_blocks", json_integer((json_int_t)gs.blocks));
-    json_object_set_new(o, "permanent_blocks", json_integer((json_int_t)gs.permanent));
+    /* Names that cannot be misread: what was made since the start (by
+     * reason, manual ones too) apart from what is in force now. */
+    unsigned long made = 0;
+    for (int i = GUARD_AUTH_FAILURES; i <= GUARD_MANUAL; i++) {
+        unsigned long n = atomic_load(&s->blocks_made[i]);
+        char key[64];
+        snprintf(key, sizeof key, "blocks_made_since_start_%s", guard_reason_name((enum guard_reason)i));
+        json_object_set_new(o, key, json_integer((json_int_t)n));
+        made += n;
+    }
+    json_object_set_new(o, "blocks_made_since_start", json_integer((json_int_t)made));
+    json_object_set_new(o, "blocks_in_force", json_integer((json_int_t)gs.blocks));
+    json_object_set_new(o, "blocks_in_force_temporary", json_integer((json_int_t)(gs.blocks - gs.permanent)));
+    json_object_set_new(o, "blocks_in_force_permanent", json_integer((json_int_t)gs.permanent));
     json_object_set_new(o, "tracked_prefixes", json_integer((json_int_t)gs.entries));
     json_object_set_new(o, "guard_bytes", json_integer((json_int_t)gs.bytes));
     json_object_set_new(o, "bytes_per_prefix", json_integer((json_int_t)gs.entry_size));

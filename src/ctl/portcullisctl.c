@@ -220,7 +220,7 @@ static void print_stats(json_t *r)
 {
     const char *k;
     json_t *v;
-    json_object_foreach(r, k, v) printf("%-22s %lld\n", k, (long long)json_integer_value(v));
+    json_object_foreach(r, k, v) printf("%-40s %lld\n", k, (long long)json_integer_value(v));
 }
 
 /* ---- passwd ------------------------------------------------------------ */

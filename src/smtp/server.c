@@ -39,6 +39,12 @@ SSL_CTX *server_tls(struct server *s)
     return t;
 }
 
+void stats_block_made(struct stats *st, enum guard_reason why)
+{
+    if ((unsigned)why < STATS_REASONS)
+        atomic_fetch_add(&st->blocks_made[why], 1);
+}
+
 void server_block_made(struct server *s, const struct guard_block *made, const char *session)
 {
     struct config *c = server_config(s);
@@ -46,6 +52,7 @@ void server_block_made(struct server *s, const struct guard_block *made, const c
     util_strlcpy(b.node, c->hostname, sizeof b.node);
     store_put(s->store, &b);
     atomic_fetch_add(&s->stats.blocks, 1);
+    stats_block_made(&s->stats, b.reason);
     char ip[ADDR_STRLEN], events[16], first[UTIL_RFC3339_LEN], last[UTIL_RFC3339_LEN],
         until[UTIL_RFC3339_LEN], id[17];
     addr_format(&b.prefix, true, ip);

@@ -42,11 +42,18 @@ struct worker {
     bool stopping;
 };
 
+#define STATS_REASONS 8     /* room for every enum guard_reason */
+
 struct stats {
     atomic_ulong connections, accepted, rejected_blocked, rejected_concurrency,
         rejected_busy, auth_ok, auth_fail, unauth_mail, messages, delivery_failures,
         blocks, proxy_errors;
+    /* Blocks made on this node since it started, by reason, manual ones
+     * included (`blocks` above counts the automatic ones only). */
+    atomic_ulong blocks_made[STATS_REASONS];
 };
+/* One block made here (by the guard or an operator). */
+void stats_block_made(struct stats *st, enum guard_reason why);
 
 struct server {
     /* What a reload swaps. Readers take a reference under `mu`. */

@@ -124,3 +124,33 @@ def test_history_wording_of_ended_blocks(start_daemon):
     # a block in force still reads as one
     d.ctl("block", ip, "--permanent", check=True)
     assert "blocked permanently" in history_entries(d, ip)[0]
+
+
+# ---- item 16: stats counters that cannot be misread ----------------------
+
+def test_stats_names_made_apart_from_in_force(start_daemon):
+    from smtputil import fail_auth
+    d = start_daemon(guard={"auth_fail_limit": "3", "ban_durations": "1h"})
+    d.ctl("block", "10.12.0.1", "--for", "1h", check=True)
+    d.ctl("block", "10.12.0.2", "--permanent", check=True)
+    c = fail_auth(d.port, 3)          # 127.0.0.1 blocked for auth_failures
+    c.close()
+    st = d.ctl_json("stats")
+    assert st["blocks_made_since_start_manual"] == 2, st
+    assert st["blocks_made_since_start_auth_failures"] == 1, st
+    assert st["blocks_made_since_start_unauth_attempts"] == 0, st
+    assert st["blocks_made_since_start_conn_rate"] == 0, st
+    assert st["blocks_made_since_start"] == 3, st
+    assert (st["blocks_in_force"], st["blocks_in_force_temporary"],
+            st["blocks_in_force_permanent"]) == (3, 2, 1), st
+    # the ambiguous names are gone
+    for old in ("blocks", "active_blocks", "permanent_blocks"):
+        assert old not in st, st
+    # lifting changes what is in force, not what was made
+    d.ctl("unblock", "10.12.0.2", check=True)
+    st = d.ctl_json("stats")
+    assert st["blocks_made_since_start"] == 3 and st["blocks_in_force"] == 2, st
+    assert st["blocks_in_force_permanent"] == 0, st
+    text = d.ctl("stats", check=True).stdout
+    assert any(l.split() == ["blocks_made_since_start_manual", "2"] for l in text.splitlines()), text
+    assert any(l.split() == ["blocks_in_force", "2"] for l in text.splitlines()), text
