@@ -55,7 +55,12 @@ struct smtp_error {
 bool smtp_parse_mail(const char *arg, struct smtp_mail_from *out, struct smtp_error *err);
 bool smtp_parse_rcpt(const char *arg, struct smtp_rcpt_to *out, struct smtp_error *err);
 
-/* A HELO/EHLO domain or address literal: printable, no spaces, 1..255. */
+/* A HELO/EHLO argument (RFC 5321 §4.1.1.1), 1..255 octets: a domain
+ * (labels of letters, digits, '-', '_' or UTF-8 U-labels, dot-separated,
+ * a trailing dot allowed) or an address literal ([IPv4], [IPv6:...],
+ * [tag:content]). Anything else (control bytes, spaces, bytes that are not
+ * UTF-8, other punctuation) is refused with 501, so the Received: header
+ * only ever carries a well-formed name. */
 bool smtp_valid_helo(const char *arg);
 
 #endif

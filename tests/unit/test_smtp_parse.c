@@ -367,6 +367,30 @@ static void test_helo(void **state)
     assert_false(smtp_valid_helo("foo\x7f"));
     assert_false(smtp_valid_helo("foo\r"));
 
+    /* issue 11 item 8: a domain or an address literal, nothing else */
+    assert_true(smtp_valid_helo("localhost.localdomain"));
+    assert_true(smtp_valid_helo("DESKTOP_4F2A.corp.example"));     /* Windows names */
+    assert_true(smtp_valid_helo("mail.example.com."));             /* trailing dot */
+    assert_true(smtp_valid_helo("192.168.1.5"));                   /* bare IPv4 */
+    assert_true(smtp_valid_helo("m\xc3\xbcller.example"));          /* U-label */
+    assert_true(smtp_valid_helo("[IPV6:::1]"));
+    assert_true(smtp_valid_helo("[x-tag:some.thing]"));
+    assert_false(smtp_valid_helo("m\xfcller.example"));             /* Latin-1, not UTF-8 */
+    assert_false(smtp_valid_helo("a\xc3"));                         /* cut UTF-8 */
+    assert_false(smtp_valid_helo("\xed\xa0\x80.example"));          /* a surrogate */
+    assert_false(smtp_valid_helo("foo\x1b[31m"));                   /* terminal escape */
+    assert_false(smtp_valid_helo("a..b"));
+    assert_false(smtp_valid_helo(".example"));
+    assert_false(smtp_valid_helo("host;rm"));
+    assert_false(smtp_valid_helo("a(b)"));
+    assert_false(smtp_valid_helo("<host>"));
+    assert_false(smtp_valid_helo("[192.0.2.300]"));
+    assert_false(smtp_valid_helo("[IPv6:not-an-address]"));
+    assert_false(smtp_valid_helo("[192.0.2.1"));
+    assert_false(smtp_valid_helo("[]"));
+    assert_false(smtp_valid_helo("[tag:a]b]"));
+    assert_false(smtp_valid_helo("[:x]"));
+
     char s[300];
     memset(s, 'a', 255);
     s[255] = 0;

@@ -1,0 +1,27 @@
+"""Protocol hygiene found by real clients and scanners (issue 11 items 7-10):
+the HELO name is a domain or an address literal, AUTH PLAIN for another
+identity is a counted 535, a NUL in the body refuses the message, and the
+Received: header names the protocol as RFC 6531 registers it."""
+
+from conftest import Delivered
+from smtputil import Client
+
+
+# ---- item 8: the HELO name -----------------------------------------------
+
+BAD_HELO = [b"caf\xe9.example",            # Latin-1, not UTF-8
+            b"x\x1b[31mred",                # a terminal escape
+            b"a..b", b"host;rm", b"<host>", b"[192.0.2.300]"]
+GOOD_HELO = [b"client.test", b"DESKTOP_4F2A", b"[127.0.0.1]", b"[IPv6:::1]",
+             b"caf\xc3\xa9.example"]
+
+
+def test_helo_must_be_domain_or_literal(daemon):
+    with Client(daemon.port) as c:
+        for verb in (b"EHLO", b"HELO"):
+            for name in BAD_HELO:
+                r = c.cmd(verb + b" " + name)
+                assert r.line.startswith("501 5.5.4"), (verb, name, r)
+            for name in GOOD_HELO:
+                r = c.cmd(verb + b" " + name)
+                assert r.code == 250, (verb, name, r)
