@@ -285,6 +285,7 @@ static json_t *do_unblock(struct req *r)
     }
     struct store *st = r->srv->store;
     store_lift(st, id, r->now, by, why);
+    server_log_rejects(&p, GUARD_REJECT_BLOCKED, guard_reject_take(r->srv->guard, &p, r->now));
     struct guard_block b = {.id = id, .prefix = p};
     log_block_change("unblock", &b, by, why);
     return block_by_id(r->srv, id, &p, false, r->now);

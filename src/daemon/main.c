@@ -112,6 +112,8 @@ static void expired_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_
 {
     struct server *s = ctx;
     store_expire(s->store, id, at);
+    /* The 554s not yet logged belong to this block: out with it. */
+    server_log_rejects(prefix, GUARD_REJECT_BLOCKED, guard_reject_take(s->guard, prefix, at));
     char ip[ADDR_STRLEN], hex[17];
     addr_format(prefix, true, ip);
     store_id_format(id, hex);
@@ -129,6 +131,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     static int64_t last_sweep, last_prune;
     if (now - last_sweep >= 10000) {
         last_sweep = now;
+        /* Counts of 554s whose prefix had no line for a minute. */
+        guard_reject_flush(s->guard, now, false, server_log_rejects_cb, NULL);
         guard_sweep(s->guard, c, now);
     }
     if (now - last_prune > 3600000) {
@@ -345,6 +349,8 @@ int main(int argc, char **argv)
     event_base_dispatch(srv.main_base);
 
     server_join(&srv);
+    /* No 554 is sent any more: every count still pending gets its line. */
+    guard_reject_flush(srv.guard, util_now_ms(), true, server_log_rejects_cb, NULL);
     control_stop(ctl);
     server_free(&srv);
     srv.store->ops->close(srv.store);
