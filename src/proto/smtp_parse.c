@@ -214,6 +214,17 @@ bool smtp_parse_rcpt(const char *arg, struct smtp_rcpt_to *out, struct smtp_erro
     return true;
 }
 
+const char *smtp_with_protocol(bool esmtp, bool tls, bool authed, bool smtputf8)
+{
+    if (!esmtp)
+        return "SMTP";   /* SMTPUTF8 needs EHLO: there is no HELO form */
+    static const char *const names[2][2][2] = {
+        {{"ESMTP", "ESMTPA"}, {"ESMTPS", "ESMTPSA"}},
+        {{"UTF8SMTP", "UTF8SMTPA"}, {"UTF8SMTPS", "UTF8SMTPSA"}},
+    };
+    return names[smtputf8][tls][authed];
+}
+
 /* Letters, digits, hyphen, and the underscore real clients put in host
  * names (Windows machine names) although RFC 5321 does not. */
 static bool ldh_(unsigned char ch)

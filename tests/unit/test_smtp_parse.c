@@ -400,6 +400,21 @@ static void test_helo(void **state)
     assert_false(smtp_valid_helo(s));
 }
 
+/* issue 11 item 7: RFC 3848 and RFC 6531 §3.7.3 */
+static void test_with_protocol(void **state)
+{
+    (void)state;
+    assert_string_equal(smtp_with_protocol(false, false, false, false), "SMTP");
+    assert_string_equal(smtp_with_protocol(true, false, false, false), "ESMTP");
+    assert_string_equal(smtp_with_protocol(true, false, true, false), "ESMTPA");
+    assert_string_equal(smtp_with_protocol(true, true, false, false), "ESMTPS");
+    assert_string_equal(smtp_with_protocol(true, true, true, false), "ESMTPSA");
+    assert_string_equal(smtp_with_protocol(true, false, false, true), "UTF8SMTP");
+    assert_string_equal(smtp_with_protocol(true, false, true, true), "UTF8SMTPA");
+    assert_string_equal(smtp_with_protocol(true, true, false, true), "UTF8SMTPS");
+    assert_string_equal(smtp_with_protocol(true, true, true, true), "UTF8SMTPSA");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_rcpt_postmaster),
         cmocka_unit_test(test_rcpt_quoted_local_part),
         cmocka_unit_test(test_helo),
+        cmocka_unit_test(test_with_protocol),
     };
     return cmocka_run_group_tests_name("smtp_parse", tests, NULL, NULL);
 }
