@@ -46,6 +46,8 @@ struct entry {
     uint32_t reject_logged;      /* second of the last such log line */
     uint32_t conc_rejects;       /* 554s over concurrency_limit not yet logged */
     uint32_t conc_logged;        /* second of the last such log line */
+    uint32_t tls_minute;         /* minute of the TLS handshakes granted below */
+    uint32_t tls_grants;         /* handshakes granted to blocked clients in it */
     int64_t block_until;         /* 0: none; INT64_MAX: permanent */
     int64_t block_started;
     uint64_t block_id;
@@ -608,6 +610,32 @@ bool guard_check_reject(struct guard *g, const struct addr *client, int64_t now,
     if (r.count > 0)
         *prefix = r.prefix;
     return blocked;
+}
+
+struct grant_ctx {
+    int64_t now;
+    uint32_t per_minute;
+    bool granted;
+};
+
+static void grant_tls(struct entry *e, void *arg)
+{
+    struct grant_ctx *r = arg;
+    uint32_t minute = (uint32_t)(r->now / 60000);
+    if (e->tls_minute != minute) {
+        e->tls_minute = minute;
+        e->tls_grants = 0;
+    }
+    r->granted = e->tls_grants < r->per_minute;
+    if (r->granted)
+        e->tls_grants++;
+}
+
+bool guard_tls_reject_grant(struct guard *g, const struct addr *client, int64_t now,
+                            uint32_t per_minute)
+{
+    struct grant_ctx r = {.now = now, .per_minute = per_minute, .granted = false};
+    return lookup_block(g, client, now, grant_tls, &r) && r.granted;
 }
 
 uint32_t guard_concurrency_note(struct guard *g, const struct config *c, const struct addr *client,

@@ -88,6 +88,13 @@ uint32_t guard_reject_note(struct guard *g, const struct addr *client, int64_t n
 bool guard_check_reject(struct guard *g, const struct addr *client, int64_t now,
                         uint32_t *log_count, struct addr *prefix);
 
+/* A blocked client on an implicit-TLS listener reads its 554 only after a
+ * TLS handshake, which costs the server far more than the 554 itself: may
+ * it have one? True for the first per_minute of each blocked prefix in a
+ * minute (a customer's mail program retrying sees why); false beyond, and
+ * when no block is in force (the caller closes without a word). */
+bool guard_tls_reject_grant(struct guard *g, const struct addr *client, int64_t now,
+                            uint32_t per_minute);
 /* A 554 for being over concurrency_limit: counted on the client's
  * counting prefix (in *prefix), with the same once-a-minute rule. */
 uint32_t guard_concurrency_note(struct guard *g, const struct config *c, const struct addr *client,

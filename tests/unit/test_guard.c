@@ -1516,11 +1516,33 @@ static void test_reject_counts_add_up(void **state)
     guard_free(g);
 }
 
+/* issue 11 item 1: handshakes for blocked TLS clients, bounded per prefix */
+static void test_tls_reject_grant(void **state)
+{
+    (void)state;
+    struct guard *g = guard_new();
+    struct addr net = A("10.1.0.0/16"), a = A("10.1.2.3"), b = A("10.1.9.9"), clear = A("10.2.0.1");
+    struct guard_block m, old;
+    bool had;
+    guard_block_manual(g, &net, 1 * HOUR, T0, &m, &old, &had);
+    int granted = 0;
+    for (int i = 0; i < 20; i++)
+        granted += guard_tls_reject_grant(g, i % 2 ? &a : &b, T0 + i * SEC, 6);
+    assert_int_equal(granted, 6);              /* one prefix (the /16), six a minute */
+    assert_true(guard_tls_reject_grant(g, &a, T0 + 60 * SEC, 6));   /* the next minute */
+    assert_false(guard_tls_reject_grant(g, &clear, T0, 6));          /* not blocked */
+    uint64_t id;
+    assert_true(guard_unblock(g, &net, T0 + 61 * SEC, &id));
+    assert_false(guard_tls_reject_grant(g, &a, T0 + 62 * SEC, 6));
+    guard_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_reject_counts_add_up),
+        cmocka_unit_test(test_tls_reject_grant),
         cmocka_unit_test(test_auth_fifth_failure_blocks),
         cmocka_unit_test(test_blocked_honours_now),
         cmocka_unit_test(test_window_fifth_just_inside),
