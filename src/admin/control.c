@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
+#include "smtp/reject.h"
 #include "admin/ctlreq.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -285,7 +286,7 @@ static json_t *do_unblock(struct req *r)
     }
     struct store *st = r->srv->store;
     store_lift(st, id, r->now, by, why);
-    server_log_rejects(&p, GUARD_REJECT_BLOCKED, guard_reject_take(r->srv->guard, &p, r->now));
+    reject_log(guard_reject_take(r->srv->guard, &p, r->now), &p, GUARD_REJECT_BLOCKED);
     struct guard_block b = {.id = id, .prefix = p};
     log_block_change("unblock", &b, by, why);
     return block_by_id(r->srv, id, &p, false, r->now);

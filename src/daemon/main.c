@@ -15,6 +15,7 @@
 #include "admin/control.h"
 #include "deliver/deliver.h"
 #include "base/log.h"
+#include "smtp/reject.h"
 #include "smtp/server.h"
 #include "smtp/tls.h"
 #include "base/util.h"
@@ -114,7 +115,7 @@ static void expired_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_
     struct server *s = ctx;
     store_expire(s->store, id, at);
     /* The 554s not yet logged belong to this block: out with it. */
-    server_log_rejects(prefix, GUARD_REJECT_BLOCKED, guard_reject_take(s->guard, prefix, at));
+    reject_log(guard_reject_take(s->guard, prefix, at), prefix, GUARD_REJECT_BLOCKED);
     char ip[ADDR_STRLEN], hex[17];
     addr_format(prefix, true, ip);
     store_id_format(id, hex);
@@ -133,7 +134,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     if (now - last_sweep >= 10000) {
         last_sweep = now;
         /* Counts of 554s whose prefix had no line for a minute. */
-        guard_reject_flush(s->guard, now, false, server_log_rejects_cb, NULL);
+        guard_reject_flush(s->guard, now, false, reject_log_cb, NULL);
         guard_sweep(s->guard, c, now);
     }
     if (now - last_prune > 3600000) {
@@ -334,7 +335,7 @@ int main(int argc, char **argv)
 
     server_join(&srv);
     /* No 554 is sent any more: every count still pending gets its line. */
-    guard_reject_flush(srv.guard, util_now_ms(), true, server_log_rejects_cb, NULL);
+    guard_reject_flush(srv.guard, util_now_ms(), true, reject_log_cb, NULL);
     control_stop(ctl);
     server_free(&srv);
     store_close(srv.store);

@@ -40,24 +40,6 @@ SSL_CTX *server_tls(struct server *s)
     return t;
 }
 
-void server_log_rejects(const struct addr *prefix, enum guard_verdict why, uint32_t count)
-{
-    if (count == 0)
-        return;
-    char p[ADDR_STRLEN], cnt[16];
-    addr_format(prefix, true, p);
-    snprintf(cnt, sizeof cnt, "%u", count);
-    log_event(LOG_INFO, "reject", "ip", p, "count", cnt, "reason",
-              why == GUARD_REJECT_CONCURRENCY ? "concurrency" : "blocked", NULL);
-}
-
-void server_log_rejects_cb(void *ctx, const struct addr *prefix, enum guard_verdict why,
-                           uint32_t count)
-{
-    (void)ctx;
-    server_log_rejects(prefix, why, count);
-}
-
 void stats_block_made(struct stats *st, enum guard_reason why)
 {
     if ((unsigned)why < STATS_REASONS)

@@ -78,14 +78,6 @@ void server_count(struct server *s, const struct config *c, const struct addr *c
 /* The store's hooks: blocks learned from, and decided by, the cluster. */
 extern const struct store_hooks server_store_hooks;
 
-/* The aggregated line for `count` 554s to `prefix` (why:
- * GUARD_REJECT_BLOCKED or GUARD_REJECT_CONCURRENCY); nothing for 0. Every
- * 554 goes into exactly one such line (docs/LOGS.md). */
-void server_log_rejects(const struct addr *prefix, enum guard_verdict why, uint32_t count);
-/* guard_reject_flush()'s callback for it. */
-void server_log_rejects_cb(void *ctx, const struct addr *prefix, enum guard_verdict why,
-                           uint32_t count);
-
 /* A block was imposed here (guard decision or operator): record, log. */
 void server_block_made(struct server *s, const struct guard_block *b, const char *session);
 

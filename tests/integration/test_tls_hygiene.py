@@ -47,3 +47,13 @@ def test_aead_suites_served(daemon):
     cp = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{daemon.tls_port}",
                          "-tls1_3"], input=b"QUIT\r\n", capture_output=True, timeout=30 * T)
     assert b"TLSv1.3" in cp.stdout, cp.stdout.decode("utf-8", "replace")
+
+
+def test_refused_handshake_ends_with_an_alert(daemon):
+    """A client offering only CBC suites is told so with a handshake_failure
+    alert (before issue 11: a bare close, "unexpected eof")."""
+    for starttls, port in ((False, daemon.tls_port), (True, daemon.port)):
+        rc, out = s_client(port, "-cipher", CBC_SUITES[0], starttls=starttls)
+        assert rc != 0, out
+        assert "alert handshake failure" in out, f"no TLS alert (starttls={starttls}):\n{out}"
+        assert "unexpected eof" not in out, out
