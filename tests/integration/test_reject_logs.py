@@ -57,3 +57,43 @@ def test_reject_counts_flushed_at_the_minute_tick(start_daemon):
                what="the pending count at the minute tick")
     assert time.monotonic() - t0 > 40, "flushed before its minute"
     assert len([r for r in d.log_lines("reject") if r.get("reason") == "blocked"]) == 2
+
+
+def test_concurrency_rejects_aggregated_with_their_own_reason(start_daemon):
+    """Item 3: 554s over concurrency_limit are one line per prefix per
+    minute with a count (reason=concurrency), not one line each."""
+    d = start_daemon(guard={"concurrency_limit": "2"})
+    held = [Conn(d.port) for _ in range(2)]
+    for c in held:
+        assert c.greeting.code == 220
+    n = 30
+    reject_554s(d, n)
+    assert d.ctl_json("stats")["rejected_concurrency"] == n
+    for c in held:
+        c.quit()
+    assert d.stop() == 0
+    lines = [r for r in d.log_lines("reject") if r.get("reason") == "concurrency"]
+    assert 1 <= len(lines) <= 2, lines
+    assert sum(int(r["count"]) for r in lines) == n, lines
+    assert all(r["ip"] == "127.0.0.1/32" and "session" not in r for r in lines), lines
+
+
+def test_proxy_health_checks_not_at_info(start_daemon):
+    """Item 5: PROXY LOCAL health checks (HAProxy option smtpchk) are logged
+    at debug, not info; real clients through the proxy still are."""
+    from guardutil import proxy_v1, proxy_v2
+    d = start_daemon(server={"proxy_protocol": "yes"})
+    start = d.mark()
+    for _ in range(10):
+        with Conn(d.port, header=proxy_v2("192.0.2.1", command=0x0)) as c:
+            assert c.greeting.code == 220
+            c.quit()
+    with Conn(d.port, header=proxy_v1("192.0.2.77")) as c:
+        assert c.greeting.code == 220
+        c.quit()
+    wait_until(lambda: [r for r in d.log_lines("connect", start) if r.get("ip") == "192.0.2.77"],
+               timeout=10, what="the real client's connect line")
+    info = [r for r in d.log_lines("connect", start) if r.get("level") == "info"]
+    assert [r["ip"] for r in info] == ["192.0.2.77"], info
+    debug = [r for r in d.log_lines("connect", start) if r.get("level") == "debug"]
+    assert len(debug) == 10 and all(r.get("proxy") == "local" for r in debug), debug
