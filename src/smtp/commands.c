@@ -150,7 +150,9 @@ static size_t received(struct session *s, char *out, size_t outlen)
      * forward, "unknown" when looked up (or still looking: the message
      * never waits for DNS). */
     struct received_info r = {
-        .helo = s->helo, .ip = s->ip, .hostname = s->cfg->hostname, .proto = protocol(s),
+        .helo = s->helo, .ip = s->ip, .hostname = s->cfg->hostname,
+        /* RFC 6531 §3.7.3: UTF8SMTPSA ... for an SMTPUTF8 transaction */
+        .proto = smtp_with_protocol(s->esmtp, s->tls, s->authed, s->tx.mail.smtputf8),
         .id = s->tx.id, .tls = tlsinfo, .user = s->authed ? s->user : NULL, .at = util_now_ms(),
         .name = !wants_name(s) ? NULL : s->rdns_name != NULL ? s->rdns_name : "unknown",
     };

@@ -67,9 +67,7 @@ void set_timeouts(struct session *s, int64_t ms)
 /* RFC 3848 */
 const char *protocol(const struct session *s)
 {
-    if (!s->esmtp)
-        return "SMTP";
-    return s->tls ? (s->authed ? "ESMTPSA" : "ESMTPS") : (s->authed ? "ESMTPA" : "ESMTP");
+    return smtp_with_protocol(s->esmtp, s->tls, s->authed, false);
 }
 
 /* reverse_dns: the client's name is looked up when the dialogue starts

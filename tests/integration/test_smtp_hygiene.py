@@ -25,3 +25,19 @@ def test_helo_must_be_domain_or_literal(daemon):
             for name in GOOD_HELO:
                 r = c.cmd(verb + b" " + name)
                 assert r.code == 250, (verb, name, r)
+
+
+# ---- item 7: Received: says UTF8SMTPSA for an SMTPUTF8 transaction --------
+
+def test_received_protocol_for_smtputf8(daemon):
+    import re
+    for utf8 in (True, False):
+        with daemon.authed(tls=True) as s:
+            s.command_encoding = "utf-8"
+            params = " SMTPUTF8" if utf8 else ""
+            assert s.docmd("MAIL", f"FROM:<alice@example.test>{params}")[0] == 250
+            assert s.rcpt("bob@example.test")[0] == 250
+            assert s.data(b"Subject: x\r\n\r\nhej\r\n")[0] == 250
+    first, second = (Delivered(m) for m in daemon.messages())
+    assert re.search(r"\bwith UTF8SMTPSA\b", first.received), first.received
+    assert re.search(r"\bwith ESMTPSA\b", second.received), second.received
