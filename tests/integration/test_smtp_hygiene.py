@@ -41,3 +41,32 @@ def test_received_protocol_for_smtputf8(daemon):
     first, second = (Delivered(m) for m in daemon.messages())
     assert re.search(r"\bwith UTF8SMTPSA\b", first.received), first.received
     assert re.search(r"\bwith ESMTPSA\b", second.received), second.received
+
+
+# ---- item 9: AUTH PLAIN for another identity ------------------------------
+
+def test_auth_plain_other_identity_is_a_counted_535(start_daemon):
+    from guardutil import GREETING_554
+    from smtputil import plain_b64
+    d = start_daemon(guard={"auth_fail_limit": "2", "ban_durations": "1h"})
+    start = d.mark()
+    with Client(d.port) as c:
+        c.ehlo()
+        # the right password of alice, asking to act as bob
+        r = c.cmd("AUTH PLAIN " + plain_b64("alice@example.test", d.users["alice@example.test"],
+                                            authzid="bob@example.test"))
+        assert r.line.startswith("535 5.7.8"), r
+        assert d.ctl_json("stats")["auth_fail"] == 1
+        # the same identity twice is fine (RFC 4616)
+        r = c.cmd("AUTH PLAIN " + plain_b64("alice@example.test", d.users["alice@example.test"],
+                                            authzid="alice@example.test"))
+        assert r.code == 235, r
+    lines = [r for r in d.log_lines("auth", start) if r.get("result") == "fail"]
+    assert lines and lines[0].get("why") == "authzid" and lines[0]["user"] == "alice@example.test"
+    # it counts toward auth_fail_limit like any failed AUTH
+    with Client(d.port) as c:
+        c.ehlo()
+        r = c.cmd("AUTH PLAIN " + plain_b64("alice@example.test", "whatever", authzid="root"))
+        assert r.line.startswith("535 5.7.8"), r
+    with Client(d.port) as c:
+        assert c.greeting.lines == [GREETING_554], c.greeting
