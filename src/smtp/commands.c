@@ -221,6 +221,9 @@ static void data_end(struct session *s)
     case SMTP_DATA_LINE_TOO_LONG:
         refused = "550 5.6.0 Message line too long (1000 octets at most)";
         break;
+    case SMTP_DATA_NUL:
+        refused = "550 5.6.0 NUL character not allowed";
+        break;
     case SMTP_DATA_BARE_CRLF:
         refused = "550 5.6.0 Bare CR or LF not allowed";
         break;

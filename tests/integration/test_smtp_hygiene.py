@@ -70,3 +70,24 @@ def test_auth_plain_other_identity_is_a_counted_535(start_daemon):
         assert r.line.startswith("535 5.7.8"), r
     with Client(d.port) as c:
         assert c.greeting.lines == [GREETING_554], c.greeting
+
+
+# ---- item 10: a NUL in the body refuses the message -----------------------
+
+def test_nul_in_body_refused(daemon):
+    with Client(daemon.port) as c:
+        c.ehlo()
+        assert c.auth_plain("alice@example.test", daemon.users["alice@example.test"]).code == 235
+        for body in (b"Subject: nul\r\n\r\nbefore\0after\r\n", b"\0\r\n"):
+            assert c.cmd("MAIL FROM:<alice@example.test>").code == 250
+            assert c.cmd("RCPT TO:<bob@example.test>").code == 250
+            assert c.cmd("DATA").code == 354
+            r = c.cmd(body + b".")
+            assert r.line.startswith("550 5.6.0"), r
+        # the session goes on, and a clean message is still taken
+        assert c.cmd("MAIL FROM:<alice@example.test>").code == 250
+        assert c.cmd("RCPT TO:<bob@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        assert c.cmd(b"Subject: clean\r\n\r\nok\r\n.").code == 250
+    msgs = daemon.messages()
+    assert len(msgs) == 1 and b"\0" not in msgs[0], msgs
