@@ -332,7 +332,8 @@ static bool parse_special(struct parse_ctx *p, const struct key *k, const char *
         const char *hp = NULL;
         if (strncmp(v, "smtp://", 7) == 0 || strncmp(v, "lmtp://", 7) == 0)
             hp = v + 7;
-        if (hp != NULL && parse_listen_one(hp, &la) && strchr(hp, '/') == NULL)
+        /* No slash after the "//" (a /tls-style suffix has no place here). */
+        if (hp != NULL && strrchr(v, '/') == v + 6 && parse_listen_one(hp, &la))
             return util_strlcpy(c->relay, v, sizeof c->relay) < sizeof c->relay;
         if (strncmp(v, "lmtp:unix:", 10) == 0 && v[10] != '\0') {
             char path[CONFIG_PATH_MAX];
