@@ -277,7 +277,7 @@ static json_t *do_stats(struct req *r)
      * reason, manual ones too) apart from what is in force now. */
     unsigned long made = 0;
     for (int i = GUARD_AUTH_FAILURES; i <= GUARD_MANUAL; i++) {
-        unsigned long n = atomic_load(&s->blocks_made[i]);
+        unsigned long n = atomic_load(&s->blocks_by[i]);
         char key[64];
         snprintf(key, sizeof key, "blocks_made_since_start_%s", guard_reason_name((enum guard_reason)i));
         json_object_set_new(o, key, json_integer((json_int_t)n));

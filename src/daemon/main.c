@@ -282,7 +282,7 @@ int main(int argc, char **argv)
     hooks.ctx = &srv;
     if ((srv.store = store_open(c, &hooks, err, sizeof err)) == NULL)
         return fail(err);
-    srv.enforce = (struct enforce){srv.guard, srv.store, &srv.stats.blocks, srv.stats.blocks_made};
+    srv.enforce = (struct enforce){srv.guard, srv.store, &srv.stats.blocks, srv.stats.blocks_by};
     int64_t now = util_now_ms();
     if (!store_load(srv.store, now - c->offense_memory_ms, now, install_cb, &srv))
         return fail("cannot load the blocks from the store");

@@ -5,7 +5,6 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "smtp/reject.h"
-#include "smtp/session.h"
 
 /* Every line about a block, with the fields its event has (docs/LOGS.md):
  * block: ip reason events window until block session | note by;
@@ -37,8 +36,8 @@ static void log_change(enum log_level level, const char *event, const struct gua
 
 static void count_made(const struct enforce *e, enum guard_reason why)
 {
-    if (e->blocks_made != NULL && (unsigned)why < STATS_REASONS)
-        atomic_fetch_add(&e->blocks_made[why], 1);
+    if (e->blocks_by != NULL && (unsigned)why <= GUARD_MANUAL)
+        atomic_fetch_add(&e->blocks_by[why], 1);
 }
 
 void enforce_made(const struct enforce *e, const struct config *c,

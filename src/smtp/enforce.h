@@ -18,7 +18,7 @@ struct enforce {
     struct guard *guard;
     struct store *store;
     atomic_ulong *blocks;     /* the "blocks" statistic: automatic blocks made */
-    atomic_ulong *blocks_made; /* [STATS_REASONS]: blocks made here, by reason, manual ones too */
+    atomic_ulong *blocks_by;  /* [GUARD_MANUAL + 1]: blocks made here by reason, manual ones too */
 };
 
 /* The guard imposed `made` (guard_offend, guard_connect and guard_impose

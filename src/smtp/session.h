@@ -26,15 +26,13 @@ TAILQ_HEAD(rejected_list, rejected);
  * allows closing after errors; it bounds what garbage costs). */
 #define SESSION_ERRORS_MAX 20
 
-#define STATS_REASONS 8     /* room for every enum guard_reason */
-
 struct stats {
     atomic_ulong connections, accepted, rejected_blocked, rejected_concurrency,
         rejected_busy, auth_ok, auth_fail, unauth_mail, messages, delivery_failures,
         blocks, proxy_errors;
-    /* Blocks made on this node since it started, by reason, manual ones
-     * included (`blocks` above counts the automatic ones only). */
-    atomic_ulong blocks_made[STATS_REASONS];
+    /* Blocks made on this node since it started, by enum guard_reason,
+     * manual ones included (`blocks` above: the automatic ones). */
+    atomic_ulong blocks_by[GUARD_MANUAL + 1];
 };
 
 /* What the layer above provides. Called on the worker's thread. */
