@@ -1,6 +1,6 @@
 """A blocked client on an implicit-TLS listener (issue 11 item 1) reads its
 554 — and the 503s and 221 after it — inside TLS, after the handshake, as
-swaks, openssl s_client and smtplib see it; the handshakes spent on blocked
+swaks, msmtp, openssl s_client and smtplib see it; the handshakes spent on blocked
 prefixes are bounded (REJECT_TLS_PER_PREFIX_MIN a minute per prefix); and
 the TLS handshake and the PROXY header must finish within
 timeout_handshake (item 4)."""
@@ -43,6 +43,20 @@ def test_554_inside_tls_with_swaks(start_daemon):
     assert "TLS started" in out, out                 # swaks got its handshake ...
     assert f"<~* {GREETING_554}" in out, out         # ... and read the 554 in it
     assert "wrong version number" not in out, out
+
+
+def test_554_inside_tls_with_msmtp(start_daemon):
+    d = start_daemon()
+    d.ctl("block", "127.0.0.1", "--for", "1h", check=True)
+    cp = subprocess.run(["msmtp", f"--host=127.0.0.1", f"--port={d.tls_port}", "--tls=on",
+                         "--tls-starttls=off", "--tls-certcheck=off", "--auth=off",
+                         "--timeout=20", "--from=alice@example.test", "friend@example.org"],
+                        input=b"Subject: hi\r\n\r\nhello\r\n", capture_output=True,
+                        timeout=60 * T)
+    out = (cp.stdout + cp.stderr).decode("utf-8", "replace")
+    assert cp.returncode != 0, out
+    assert GREETING_554 in out, out                  # msmtp shows the server's own words
+    assert "unexpected TLS packet" not in out, out   # what it said before issue 11
 
 
 def test_tls_handshakes_for_a_blocked_prefix_are_bounded(start_daemon):
