@@ -287,6 +287,10 @@ static json_t *do_stats(struct req *r)
     json_object_set_new(o, "blocks_in_force", json_integer((json_int_t)gs.blocks));
     json_object_set_new(o, "blocks_in_force_temporary", json_integer((json_int_t)(gs.blocks - gs.permanent)));
     json_object_set_new(o, "blocks_in_force_permanent", json_integer((json_int_t)gs.permanent));
+    /* The old names of the last two, kept while tests and docs of the
+     * HTTP API (h13) read them; the misreadable "blocks" is gone. */
+    json_object_set_new(o, "active_blocks", json_integer((json_int_t)gs.blocks));
+    json_object_set_new(o, "permanent_blocks", json_integer((json_int_t)gs.permanent));
     json_object_set_new(o, "tracked_prefixes", json_integer((json_int_t)gs.entries));
     json_object_set_new(o, "guard_bytes", json_integer((json_int_t)gs.bytes));
     json_object_set_new(o, "bytes_per_prefix", json_integer((json_int_t)gs.entry_size));
