@@ -25,6 +25,7 @@ test-deps:
 
 run: deps all
 	@scripts/democert.sh etc
+	@scripts/demousers.sh etc/users var/users
 	./$(BUILD)/portcullisd -c $(CONF)
 
 test: test-deps all

@@ -68,6 +68,7 @@ static struct {
     long size;
     long messages;
     bool starttls;
+    bool tls;            /* greet: implicit TLS (a /tls listener): handshake first */
     int sources;
     struct in_addr source_base;
     bool have_source_base;
@@ -554,7 +555,10 @@ static void conn_run(struct conn *c)
             int r = SSL_do_handshake(c->ssl);
             if (r == 1) {
                 c->t_act = now_ns();
-                send_ehlo(c, ST_EHLO2);
+                if (O.tls)
+                    c->state = ST_GREET;     /* implicit TLS: the greeting comes now */
+                else
+                    send_ehlo(c, ST_EHLO2);
             } else {
                 int e = SSL_get_error(c->ssl, r);
                 if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
@@ -678,6 +682,11 @@ static void on_event(struct conn *c, uint32_t ev)
         }
         c->state = ST_GREET;
         c->t_act = now_ns();
+        if (O.tls) {
+            start_tls(c);     /* full handshakes: no session resumption */
+            if (c->fd < 0)
+                return;
+        }
     }
     conn_run(c);
 }
@@ -887,6 +896,8 @@ static void usage(FILE *f)
         "      --to ADDR          recipient (default rcpt@example.test)\n"
         "      --helo NAME        EHLO name (default loadgen.bench.test)\n"
         "      --starttls         session/authfail/idle: STARTTLS before AUTH / holding\n"
+        "      --tls              greet: implicit TLS (a /tls listener): a full handshake,\n"
+        "                         then the greeting and QUIT inside TLS\n"
         "      --sources N        bind to N source addresses from --source-base\n"
         "      --source-base IP   first source address (default 127.0.0.1)\n"
         "      --timeout SECS     an op without progress this long fails (default 30)\n"
@@ -974,7 +985,7 @@ int main(int argc, char **argv)
         {"messages", 1, 0, 1}, {"from", 1, 0, 2}, {"to", 1, 0, 3}, {"helo", 1, 0, 4},
         {"starttls", 0, 0, 5}, {"sources", 1, 0, 6}, {"source-base", 1, 0, 7},
         {"timeout", 1, 0, 8}, {"grace", 1, 0, 9}, {"ramp-timeout", 1, 0, 10},
-        {"inflight", 1, 0, 11}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+        {"inflight", 1, 0, 11}, {"tls", 0, 0, 12}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1";
     int opt;
@@ -1007,6 +1018,7 @@ int main(int argc, char **argv)
         case 9: O.grace = fnum(optarg, "grace", 0, 3600); break;
         case 10: O.ramp_timeout = fnum(optarg, "ramp timeout", 0.1, 86400); break;
         case 11: O.inflight = num(optarg, "inflight", 1, 100000); break;
+        case 12: O.tls = true; break;
         case 'q': O.quiet = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -1059,6 +1071,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "smtp-loadgen: --starttls does not apply to greet\n");
         return 2;
     }
+    if (O.tls && O.mode != M_GREET) {
+        fprintf(stderr, "smtp-loadgen: --tls applies to greet only\n");
+        return 2;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(O.conc + 256);
@@ -1067,7 +1083,7 @@ int main(int argc, char **argv)
     snprintf(wrong, sizeof wrong, "%s-wrong", O.pass);
     g_auth_bad_len = make_auth(g_auth_bad, sizeof g_auth_bad, O.user, wrong);
     make_body();
-    if (O.starttls) {
+    if (O.starttls || O.tls) {
         g_ssl = SSL_CTX_new(TLS_client_method());
         if (!g_ssl) {
             fprintf(stderr, "smtp-loadgen: SSL_CTX_new failed\n");

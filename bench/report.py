@@ -178,6 +178,24 @@ def main():
             tgt += f": {verdict(r_lim >= 0.8)}"
         rows.append([f"blocked client (greeting, QUIT), conns/s at {c} concurrent", fmt_rate(lim),
                      fmt_rate(pd), fmt_rate(pf), fmt_ratio(r_lim, True), fmt_ratio(r_pf), tgt])
+    # Blocked clients on a /tls listener (issue 11): every connection the
+    # generator made per second (served a 554 inside TLS, or closed at once
+    # past the handshake bounds), and the server's CPU per connection,
+    # against the plain 554 of the same run.
+    def per_conn(wl):
+        rs = runs.get((wl, "portcullisd"), [])
+        conns = [num(r, "conns", 0) / num(r, "secs", 1) for r in rs if num(r, "secs")]
+        cpu = [num(r, "cpu_s", 0) * 1e6 / num(r, "conns", 1) for r in rs if num(r, "conns")]
+        return (statistics.median(conns) if conns else None, statistics.median(cpu) if cpu else None)
+    plain_rate, plain_cpu = per_conn("greettls-plain")
+    for wl, label in (("greettls-plain", "blocked client, plain 554: conns/s, CPU µs per conn"),
+                      ("greettls-one", "blocked client on /tls, one prefix (10 handshakes/min, rest closed)"),
+                      ("greettls-many", "blocked clients on /tls, 200 addresses (≤ 100 handshakes/s/worker)")):
+        rate, cpu = per_conn(wl)
+        if rate is None:
+            continue
+        rel = f"{cpu / plain_cpu:.1f}× the plain CPU/conn" if cpu and plain_cpu else "–"
+        rows.append([label, "–", f"{fmt_rate(rate)} conns/s, {cpu or 0:.0f} µs CPU/conn", "–", "–", "–", rel])
     for wl, label in (("session-cheap", "AUTH PLAIN + 10 KB message, msgs/s at 64 (cheap hash ¹)"),
                       ("session-yescrypt", "same, yescrypt user on both sides"),
                       ("session-tls", "same with STARTTLS (cheap hash)")):
@@ -253,7 +271,8 @@ def main():
     detail_head = ["workload", "server", "runs", "rate (median)", "p50 ms", "p99 ms", "ok", "errors",
                    "reply codes (all runs)", "error kinds", "unfinished", "PSS mid-run (median)"]
     detail = []
-    order = ["greet64", "greet256", "session-cheap", "session-yescrypt", "session-tls", "authfail"]
+    order = ["greet64", "greet256", "greettls-plain", "greettls-one", "greettls-many", "session-cheap",
+             "session-yescrypt", "session-tls", "authfail"]
     for wl in order:
         for srv in ("limit", "portcullisd", "postfix"):
             rs = runs.get((wl, srv))

@@ -13,14 +13,14 @@
 #   BENCH_SECONDS [10]        seconds per run
 #   BENCH_BUILD [build]       the meson build directory
 #   BENCH_OUT [docs/BENCHMARKS.md]   where the report goes; "-" for none
-#   BENCH_PORT_BASE [24250]   ports used: base .. base+2 (keep them out of the
+#   BENCH_PORT_BASE [24250]   ports used: base .. base+3 (keep them out of the
 #                             ephemeral range, or a server restart can find its port taken)
 #   BENCH_IDLE_CONNS [100000] idle plain connections held by portcullisd
 #   BENCH_TLS_IDLE [10000]    idle TLS connections held by portcullisd
 #   BENCH_BLOCKED_IDLE [10000] blocked clients that never send QUIT
 #   BENCH_POSTFIX_IDLE [300]  idle connections held by Postfix (a process each)
 #   BENCH_SKIP_POSTFIX [0]    1: leave Postfix out (reason printed)
-#   BENCH_ONLY [all]          space-separated subset of: greet session tls authfail idle guard
+#   BENCH_ONLY [all]          space-separated subset of: greet greettls session tls authfail idle guard
 #   BENCH_KEEP [0]            1: keep the temp dir (logs, configs) and print its path
 set -u
 
@@ -36,7 +36,7 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-100000}
 TLS_IDLE=${BENCH_TLS_IDLE:-10000}
 BLOCKED_IDLE=${BENCH_BLOCKED_IDLE:-10000}
 PF_IDLE=${BENCH_POSTFIX_IDLE:-300}
-ONLY=${BENCH_ONLY:-greet session tls authfail idle guard}
+ONLY=${BENCH_ONLY:-greet greettls session tls authfail idle guard}
 PY=/usr/bin/python3
 
 LG="$BUILD/bench/smtp-loadgen"
@@ -48,6 +48,7 @@ PCTL="$BUILD/portcullisctl"
 P_LIMIT=$PORT_BASE
 P_PD=$((PORT_BASE + 1))
 P_PF=$((PORT_BASE + 2))
+P_PD_TLS=$((PORT_BASE + 3))   # portcullisd's implicit-TLS (/tls) listener
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 say() { printf '%s\n' "$*" >&2; }
@@ -107,10 +108,10 @@ wait_port() {   # PORT SECONDS PID
 }
 
 read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { eph_lo=0; eph_hi=0; }
-if [ "$P_PF" -ge "${eph_lo:-0}" ] && [ "$P_LIMIT" -le "${eph_hi:-0}" ]; then
+if [ "$P_PD_TLS" -ge "${eph_lo:-0}" ] && [ "$P_LIMIT" -le "${eph_hi:-0}" ]; then
   say "bench: warning: ports $P_LIMIT-$P_PF lie in the ephemeral range $eph_lo-$eph_hi; a restart may find its port taken"
 fi
-for p in $P_LIMIT $P_PD $P_PF; do
+for p in $P_LIMIT $P_PD $P_PF $P_PD_TLS; do
   if ! port_free "$p"; then say "bench: port $p is in use; set BENCH_PORT_BASE"; exit 1; fi
 done
 
@@ -142,22 +143,37 @@ server_roots() {  # SERVER -> its root pids
   esac
 }
 
+cpu_ticks() {    # ROOT_PID... -> user+system CPU ticks of the trees so far
+  local total=0 p v
+  for p in $(tree_pids "$@"); do
+    v=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null)
+    total=$((total + ${v:-0}))
+  done
+  echo $total
+}
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
 # ---- running the generator ----------------------------------------------
-# run_lg WORKLOAD SERVER RUN ARGS... : one run; PSS sampled halfway through.
+# run_lg WORKLOAD SERVER RUN ARGS... : one run; PSS sampled halfway through,
+# the server's CPU time over the run.
 run_lg() {
   local wl=$1 srv=$2 run=$3; shift 3
   local log="$T/lg-$wl-$srv-$run.out"
   [ "$run" = 1 ] && printf '%s\t%s\t%s\n' "$wl" "$srv" "smtp-loadgen $*" >> "$CMDS"
+  local cpu0
+  cpu0=$(cpu_ticks $(server_roots "$srv"))
   "$LG" "$@" > "$log" 2>&1 &
   local lgpid=$!
   sleep "$(awk -v s="$SECS" 'BEGIN { print s / 2 }')"
   local pss
   pss=$(pss_kb $(server_roots "$srv"))
   wait $lgpid
+  local cpu
+  cpu=$(awk -v a="$cpu0" -v b="$(cpu_ticks $(server_roots "$srv"))" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')
   local r
   r=$(grep '^RESULT ' "$log" | tail -1)
   if [ -z "$r" ]; then r="RESULT failed=1"; say "bench: $wl/$srv run $run: no RESULT ($(tail -1 "$log"))"; fi
-  printf '%s\t%s\t%s\t%s pss_kb=%s\n' "$wl" "$srv" "$run" "$r" "$pss" >> "$RES"
+  printf '%s\t%s\t%s\t%s pss_kb=%s cpu_s=%s\n' "$wl" "$srv" "$run" "$r" "$pss" "$cpu" >> "$RES"
   say "  $wl $srv run $run: $(echo "$r" | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^(rate|p50_ms|p99_ms|ok|err|codes)=/) printf "%s ", $i }')pss=${pss}kB"
 }
 
@@ -279,7 +295,7 @@ else
 ; is blocked by hand below.
 [server]
 hostname = portcullis.bench.test
-listen = 127.0.0.1:$P_PD
+listen = 127.0.0.1:$P_PD 127.0.0.1:$P_PD_TLS/tls
 workers = auto
 max_clients = 1000000
 max_message_size = 25M
@@ -469,6 +485,32 @@ if want greet; then
   done
 fi
 
+# ---- greettls: blocked clients on an implicit-TLS listener --------------------
+# A blocked client on a /tls listener reads its 554 inside TLS, after a full
+# handshake, within bounds (src/smtp/reject.h: 10 handshakes a minute per
+# blocked prefix, 100 a second per worker); beyond them it is closed at
+# once. Three loads, each against the plain-port figure of the same run:
+# one blocked prefix (nearly all closed at once), 200 blocked addresses
+# (127.0.3.1-200, held to the per-worker rate), and the plain 554 itself.
+if want greettls && [ $PD_OK = 1 ]; then
+  # each address a block of its own: the handshake bound is per blocked prefix
+  tls_blocked=1
+  for i in $(seq 1 200); do
+    "$PCTL" -c "$PD_CONF" block "127.0.3.$i" --permanent --reason bench >> "$PD_DIR/block-tls.log" 2>&1 || { tls_blocked=0; break; }
+  done
+  if [ $tls_blocked = 1 ]; then
+    say "bench: greettls (blocked clients: plain 554 vs /tls, one prefix and 200 addresses) at 64 concurrent"
+    for run in $(seq 1 "$RUNS"); do
+      run_lg greettls-plain portcullisd "$run" greet -P "$P_PD" -t 1 -c 64 -d "$SECS" -q; sleep 1
+      run_lg greettls-one portcullisd "$run" greet --tls -P "$P_PD_TLS" -t 1 -c 64 -d "$SECS" -q; sleep 1
+      run_lg greettls-many portcullisd "$run" greet --tls -P "$P_PD_TLS" -t 1 -c 64 -d "$SECS" \
+        --sources 200 --source-base 127.0.3.1 -q; sleep 1
+    done
+  else
+    skip greettls "portcullisctl block 127.0.3.x failed: $(tail -2 "$PD_DIR/block-tls.log" | tr '\n' ' ')"
+  fi
+fi
+
 # ---- session: AUTH PLAIN + 10 KB message -------------------------------------
 SESS_ARGS="-t 1 -c 64 -s 10240 --messages 1 --sources 4 --source-base 127.0.0.2 -p $PASS"
 if want session; then
@@ -561,7 +603,7 @@ DC_VER=$(dovecot --version 2>/dev/null | cut -d' ' -f1 || echo "?")
 "$PY" "$REPO/bench/report.py" --results "$RES" --commands "$CMDS" --skipped "$SKIPS" --notes "$NOTES" \
   --guard "$GB_OUT" --runs "$RUNS" --seconds "$SECS" --elapsed $((END - START)) \
   --postfix-version "$PF_VER" --dovecot-version "$DC_VER" \
-  --ports "$P_LIMIT,$P_PD,$P_PF" --loadavg "$LOAD_START / $LOAD_END" \
+  --ports "$P_LIMIT,$P_PD,$P_PF,$P_PD_TLS" --loadavg "$LOAD_START / $LOAD_END" \
   --invocation "$(env | grep '^BENCH_' | sort | tr '\n' ' ')bench/run.sh" --out "$OUT"
 rc=$?
 [ "$OUT" != "-" ] && [ $rc = 0 ] && say "bench: wrote $OUT"

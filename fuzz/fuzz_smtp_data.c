@@ -78,6 +78,8 @@ static bool model(const uint8_t *s, size_t end, struct sink *want, uint64_t *siz
             return false;
         if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
             return false;
+        if (s[i] == '\0')
+            return false;
     }
     size_t start = 0;
     while (start < body) {
@@ -146,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t end = find_end(s, n);
     CHECK(a.d.done == (end != 0));
     CHECK(a.consumed == (end != 0 ? end : n));
-    CHECK(a.d.error >= SMTP_DATA_OK && a.d.error <= SMTP_DATA_BARE_CRLF);
+    CHECK(a.d.error >= SMTP_DATA_OK && a.d.error <= SMTP_DATA_NUL);
 
     if (end != 0) {
         struct sink want = {0};

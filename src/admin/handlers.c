@@ -256,10 +256,24 @@ static json_t *do_stats(struct req *r)
     STAT(unauth_mail);
     STAT(messages);
     STAT(delivery_failures);
-    STAT(blocks);
     STAT(proxy_errors);
 #undef STAT
     json_object_set_new(o, "open_connections", json_integer(atomic_load(&r->srv->clients)));
+    /* Names that cannot be misread: what was made since the start (by
+     * reason, manual ones too) apart from what is in force now. */
+    unsigned long made = 0;
+    for (int i = GUARD_AUTH_FAILURES; i <= GUARD_MANUAL; i++) {
+        unsigned long n = atomic_load(&s->blocks_by[i]);
+        char key[64];
+        snprintf(key, sizeof key, "blocks_made_since_start_%s", guard_reason_name((enum guard_reason)i));
+        json_object_set_new(o, key, json_integer((json_int_t)n));
+        made += n;
+    }
+    json_object_set_new(o, "blocks_made_since_start", json_integer((json_int_t)made));
+    json_object_set_new(o, "blocks_in_force", json_integer((json_int_t)gs.blocks));
+    json_object_set_new(o, "blocks_in_force_temporary", json_integer((json_int_t)(gs.blocks - gs.permanent)));
+    json_object_set_new(o, "blocks_in_force_permanent", json_integer((json_int_t)gs.permanent));
+    /* The older names of the last two, which scripts may read. */
     json_object_set_new(o, "active_blocks", json_integer((json_int_t)gs.blocks));
     json_object_set_new(o, "permanent_blocks", json_integer((json_int_t)gs.permanent));
     json_object_set_new(o, "tracked_prefixes", json_integer((json_int_t)gs.entries));

@@ -1,7 +1,9 @@
 #include "base/config.h"
 
+#include <errno.h>
 #include <ini.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,10 +95,40 @@ static const struct key keys[] = {
     {"log", "format", K_SPECIAL, N(log_format), 0, 0},
 };
 
+/* Called once per problem with "FILE:LINE: [section] key: problem". */
+typedef void (*config_report_fn)(void *ctx, const char *problem);
+
 struct parse_ctx {
     struct config *c;
-    char msg[512];   /* the first error, without file:line */
+    const char *path;        /* as the caller wrote it, for messages */
+    char msg[512];           /* the current problem, without file:line */
+    FILE *f;
+    int line;                /* of the line inih is working on */
+    int next_line;
+    char section[64];        /* as the reader last saw it */
+    bool in_key;             /* a key line came before: indented lines continue it */
+    char unknown[64];        /* the unknown section already reported */
+    int problems;
+    config_report_fn report;
+    void *report_ctx;
 };
+
+static void problem(struct parse_ctx *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void problem(struct parse_ctx *p, int line, const char *fmt, ...)
+{
+    char what[768], full[1024 + CONFIG_PATH_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        snprintf(full, sizeof full, "%s:%d: %s", p->path, line, what);
+    else
+        snprintf(full, sizeof full, "%s: %s", p->path, what);
+    p->problems++;
+    p->report(p->report_ctx, full);
+}
 
 static bool set_path(const struct config *c, char *dst, size_t len, const char *v)
 {
@@ -375,8 +407,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
     struct parse_ctx *p = user;
     struct config *c = p->c;
     const struct key *k = NULL;
-    if (p->msg[0] != '\0')
-        return 0;   /* keep the first error: ini_parse reports its line */
+    p->msg[0] = '\0';
     bool known_section = false;
     for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
         if (strcmp(keys[i].section, section) != 0)
@@ -386,12 +417,15 @@ static int on_key(void *user, const char *section, const char *name, const char 
             k = &keys[i];
     }
     if (!known_section) {
-        snprintf(p->msg, sizeof p->msg, "[%s] %s: unknown section [%s]", section, name, section);
-        return 0;
+        /* Once per section, not once per key in it. */
+        if (strcmp(p->unknown, section) != 0)
+            problem(p, p->line, "[%s] %s: unknown section [%s]", section, name, section);
+        util_strlcpy(p->unknown, section, sizeof p->unknown);
+        return 1;
     }
     if (k == NULL) {
-        snprintf(p->msg, sizeof p->msg, "[%s] %s: unknown key", section, name);
-        return 0;
+        problem(p, p->line, "[%s] %s: unknown key", section, name);
+        return 1;
     }
     char *field = (char *)c + k->off;
     char why[400] = "";
@@ -458,16 +492,53 @@ static int on_key(void *user, const char *section, const char *name, const char 
     }
     case K_SPECIAL:
         ok = parse_special(p, k, value);
-        if (!ok) {
-            char m[sizeof p->msg];
-            util_strlcpy(m, p->msg, sizeof m);
-            snprintf(p->msg, sizeof p->msg, "[%s] %s: %s", section, name, m);
-        }
-        return ok;
+        if (!ok)
+            util_strlcpy(why, p->msg, sizeof why);
+        break;
     }
+    /* Go on after a problem: -t lists every one (inih keeps reading). */
     if (!ok)
-        snprintf(p->msg, sizeof p->msg, "[%s] %s: %s", section, name, why);
-    return ok;
+        problem(p, p->line, "[%s] %s: %s", section, name, why);
+    return 1;
+}
+
+/* What inih will say is not `key = value`: a line that is neither blank,
+ * a comment, a [section], a key nor the continuation of one. */
+static bool bad_syntax(struct parse_ctx *p, const char *line)
+{
+    const char *t = line + strspn(line, " \t\r\n");
+    if (*t == '\0' || *t == ';' || *t == '#')
+        return false;
+    if (*t == '[') {
+        const char *close = strchr(t, ']');
+        if (close == NULL)
+            return true;
+        snprintf(p->section, sizeof p->section, "%.*s", (int)(close - t - 1), t + 1);
+        p->in_key = false;
+        return false;
+    }
+    if (t > line && p->in_key)
+        return false;    /* inih's multi-line value */
+    if (strcspn(t, "=:") == strlen(t))
+        return true;
+    p->in_key = true;
+    return false;
+}
+
+/* inih's line reader: counts lines, so that every problem has its own. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct parse_ctx *p = stream;
+    if (fgets(str, num, p->f) == NULL)
+        return NULL;
+    p->line = p->next_line;
+    size_t n = strlen(str);
+    if (n > 0 && str[n - 1] == '\n') {
+        p->next_line++;
+        if (bad_syntax(p, str))
+            problem(p, p->line, "syntax error (expected [section] or key = value)");
+    }
+    return str;
 }
 
 /* What follows from other settings: the 554 line the fast path sends. */
@@ -582,23 +653,31 @@ static int key_line(const char *path, const char *section, const char *key)
     return found;
 }
 
-/* Rules that involve more than one key: names the key at fault. Also
- * parses the HTTP listeners, whose form depends on [tls]. */
-static bool config_check(struct config *c, const char **sec, const char **key,
-                         char *msg, size_t len)
+/* A rule that involves more than one key, broken: names the key at fault
+ * and the line it is set on (0 when it is not in the file). */
+static void rule_broken(struct parse_ctx *p, const char *sec, const char *key, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+static void rule_broken(struct parse_ctx *p, const char *sec, const char *key, const char *fmt, ...)
 {
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    problem(p, key_line(p->c->path, sec, key), "[%s] %s: %s", sec, key, what);
+}
+
+static void config_check(struct parse_ctx *p)
+{
+    struct config *c = p->c;
     bool has_cert = c->tls_cert[0] != '\0', has_key = c->tls_key[0] != '\0';
-    if (has_cert != has_key) {
-        *sec = "tls";
-        *key = has_cert ? "cert" : "key";
-        return snprintf(msg, len, "give both cert and key, or neither"), false;
-    }
+    if (has_cert != has_key)
+        rule_broken(p, "tls", has_cert ? "cert" : "key", "give both cert and key, or neither");
     for (int i = 0; i < c->nlisten; i++)
-        if (c->listen[i].mode == LISTEN_TLS && !has_cert) {
-            *sec = "server";
-            *key = "listen";
-            return snprintf(msg, len, "'%s' needs [tls] cert and key", c->listen[i].text), false;
-        }
+        if (c->listen[i].mode == LISTEN_TLS && !has_cert)
+            rule_broken(p, "server", "listen", "'%s' needs [tls] cert and key", c->listen[i].text);
+    /* The HTTP listeners, whose form depends on [tls]: ADDR:PORT, plain
+     * HTTP unless it ends in /tls (HTTPS with the [tls] certificate). */
     struct {
         const char *key, *v;
         struct listen_addr *out;
@@ -607,71 +686,81 @@ static bool config_check(struct config *c, const char **sec, const char **key,
     for (size_t i = 0; i < ARRAY_LEN(http); i++) {
         if (http[i].v[0] == '\0')
             continue;
-        *sec = "control";
-        *key = http[i].key;
-        /* ADDR:PORT, plain HTTP unless it ends in /tls (HTTPS with the
-         * [tls] certificate). */
-        if (!parse_listen_one(http[i].v, http[i].out) || strstr(http[i].v, "/starttls") != NULL)
-            return snprintf(msg, len, "'%s' is not ADDR:PORT or [V6]:PORT with an optional /tls",
-                            http[i].v), false;
+        if (!parse_listen_one(http[i].v, http[i].out) || strstr(http[i].v, "/starttls") != NULL) {
+            rule_broken(p, "control", http[i].key,
+                        "'%s' is not ADDR:PORT or [V6]:PORT with an optional /tls", http[i].v);
+            continue;
+        }
         if (http[i].out->mode == LISTEN_STARTTLS)
             http[i].out->mode = LISTEN_PLAIN;
         if (http[i].out->mode == LISTEN_TLS && !has_cert)
-            return snprintf(msg, len, "'%s' needs [tls] cert and key", http[i].v), false;
+            rule_broken(p, "control", http[i].key, "'%s' needs [tls] cert and key", http[i].v);
     }
-    if (c->control_http[0] != '\0' && c->http_token_file[0] == '\0') {
-        *sec = "control";
-        *key = "http";
-        return snprintf(msg, len, "needs http_token_file (the API's bearer tokens)"), false;
-    }
-    if (c->delivery == DELIVER_RELAY) {
-        *sec = "delivery";
-        *key = "mode";
-        return snprintf(msg, len, "relay is not implemented yet (use maildir)"), false;
-    }
-    return true;
+    if (c->control_http[0] != '\0' && c->http_token_file[0] == '\0')
+        rule_broken(p, "control", "http", "needs http_token_file (the API's bearer tokens)");
+    if (c->delivery == DELIVER_RELAY)
+        rule_broken(p, "delivery", "mode", "relay is not implemented yet (use maildir)");
 }
 
-struct config *config_load(const char *path, char *err, size_t errlen)
+struct config *config_load_report(const char *path, config_report_fn report, void *ctx)
 {
+    struct parse_ctx p = {.path = path, .report = report, .report_ctx = ctx, .next_line = 1};
     char abs[CONFIG_PATH_MAX];
     if (realpath(path, abs) == NULL) {
-        snprintf(err, errlen, "%s: cannot open: %m", path);
+        problem(&p, 0, "cannot open: %s", strerror(errno));
         return NULL;
     }
     char dirbuf[CONFIG_PATH_MAX];
     util_strlcpy(dirbuf, abs, sizeof dirbuf);
     struct config *c = config_defaults(dirname(dirbuf));
     if (c == NULL) {
-        snprintf(err, errlen, "out of memory");
+        problem(&p, 0, "out of memory");
         return NULL;
     }
     util_strlcpy(c->path, abs, sizeof c->path);
-    struct parse_ctx p = {.c = c, .msg = ""};
-    int line = ini_parse(abs, on_key, &p);
-    if (line != 0) {
-        if (line < 0)
-            snprintf(err, errlen, "%s: cannot read: %m", path);
-        else if (p.msg[0] != '\0')
-            snprintf(err, errlen, "%s:%d: %s", path, line, p.msg);
-        else
-            snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path, line);
+    p.c = c;
+    if ((p.f = fopen(abs, "r")) == NULL) {
+        problem(&p, 0, "cannot read: %s", strerror(errno));
         config_free(c);
         return NULL;
     }
+    int line = ini_parse_stream(read_line, &p, on_key, &p);
+    fclose(p.f);
+    if (line != 0 && p.problems == 0)   /* inih saw what we did not */
+        problem(&p, line, "syntax error (expected [section] or key = value)");
     config_derive(c);
-    char msg[512];
-    const char *sec = "", *key = "";
-    if (!config_check(c, &sec, &key, msg, sizeof msg)) {
-        int at = key_line(abs, sec, key);
-        if (at > 0)
-            snprintf(err, errlen, "%s:%d: [%s] %s: %s", path, at, sec, key, msg);
-        else
-            snprintf(err, errlen, "%s: [%s] %s: %s", path, sec, key, msg);
+    config_check(&p);
+    if (p.problems > 0) {
         config_free(c);
         return NULL;
     }
     return c;
+}
+
+struct first_problem {
+    char *err;
+    size_t len;
+    bool seen;
+};
+
+static void keep_first(void *ctx, const char *msg)
+{
+    struct first_problem *f = ctx;
+    if (!f->seen)
+        snprintf(f->err, f->len, "%s", msg);
+    f->seen = true;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+    struct first_problem f = {err, errlen, false};
+    return config_load_report(path, keep_first, &f);
+}
+
+const char *config_default_path(void)
+{
+    const char *env = getenv("PORTCULLIS_CONF");
+    return env != NULL && env[0] != '\0' ? env : CONFIG_DEFAULT_PATH;
 }
 
 struct config *config_ref(struct config *c)

@@ -132,10 +132,21 @@ struct config {
     enum log_format log_format;
 };
 
+/* Where both programs look without -c: $PORTCULLIS_CONF when set, else
+ * CONFIG_DEFAULT_PATH (where the systemd unit points). */
+#define CONFIG_DEFAULT_PATH "/etc/portcullis/portcullis.conf"
+const char *config_default_path(void);
+
 /* Reads and validates `path`. On error returns NULL and writes
  * "FILE:LINE: [section] key: what is wrong" into err. The result has one
  * reference. */
 struct config *config_load(const char *path, char *err, size_t errlen);
+/* The same, but goes on after a problem and calls report() with each one
+ * ("FILE:LINE: [section] key: problem", in the order of the file, then
+ * the rules between keys): `portcullisd -t` lists them all. NULL when
+ * there was any. */
+struct config *config_load_report(const char *path, void (*report)(void *ctx, const char *problem),
+                                  void *ctx);
 /* The embedded defaults, with paths relative to `dir`. */
 struct config *config_defaults(const char *dir);
 struct config *config_ref(struct config *c);

@@ -19,14 +19,14 @@
 #include "auth/users.h"
 #include "base/util.h"
 
-#define DEFAULT_CONF "/etc/portcullis/portcullis.conf"
 #define REPLY_MAX (64 * 1024 * 1024)
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static bool json_out;
 
-static void usage(void)
+/* --help: to stdout, exit 0; a usage error: to stderr, exit 2. */
+static void usage_to(FILE *f)
 {
     fputs("usage: portcullisctl [-c FILE] [--json] COMMAND\n"
           "  status IP                         clear, or blocked until when and why\n"
@@ -37,7 +37,13 @@ static void usage(void)
           "  stats                             counters of the running daemon\n"
           "  passwd ADDRESS                    add or change a user; password on stdin\n"
           "  reload                            reload configuration and users (as SIGHUP)\n"
-          "IP is an address (standing for its prefix) or a CIDR prefix.\n", stderr);
+          "IP is an address (standing for its prefix) or a CIDR prefix.\n"
+          "FILE defaults to $PORTCULLIS_CONF, else " CONFIG_DEFAULT_PATH ".\n", f);
+}
+
+static void usage(void)
+{
+    usage_to(stderr);
 }
 
 static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -53,8 +59,10 @@ static int die(int code, const char *fmt, ...)
 }
 
 /* Sends one request and returns the "result" of the reply, or NULL with
- * the exit code in *code. */
-static json_t *call(const struct config *c, json_t *req, int *code)
+ * the exit code in *code. A refusal by the daemon is printed after
+ * `subject` (what the request was about, e.g. "10.9.9.9 (prefix
+ * 10.9.9.9/32)") when there is one. */
+static json_t *call(const struct config *c, json_t *req, const char *subject, int *code)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     util_strlcpy(sun.sun_path, c->control_socket, sizeof sun.sun_path);
@@ -111,7 +119,10 @@ static json_t *call(const struct config *c, json_t *req, int *code)
     }
     if (!json_is_true(json_object_get(reply, "ok"))) {
         const char *e = json_string_value(json_object_get(reply, "error"));
-        *code = die(EXIT_FAIL, "%s", e ? e : "failed");
+        if (subject != NULL)
+            *code = die(EXIT_FAIL, "%s: %s", subject, e ? e : "failed");
+        else
+            *code = die(EXIT_FAIL, "%s", e ? e : "failed");
         json_decref(reply);
         return NULL;
     }
@@ -129,21 +140,37 @@ static const char *s(json_t *o, const char *k)
     return v ? v : "-";
 }
 
+/* One block, worded by what became of it: in force until when, or when it
+ * ended and how (ran out, or lifted early by whom, and what had been
+ * planned), so that a lifted block never reads as if it ran its course
+ * and a lifted permanent one never reads as permanent. */
 static void print_block(json_t *b, const char *indent)
 {
-    const char *state = s(b, "state");
-    printf("%s%s %s (%s) since %s", indent, s(b, "address"), state, s(b, "reason"), s(b, "started_at"));
-    if (json_is_string(json_object_get(b, "expires_at")))
-        printf(", %s %s", strcmp(state, "blocked") == 0 ? "until" : "ran until", s(b, "expires_at"));
-    else
-        printf(", permanent");
-    printf("\n");
+    const char *state = s(b, "state"), *addr = s(b, "address"), *why = s(b, "reason");
+    bool permanent = !json_is_string(json_object_get(b, "expires_at"));
+    if (strcmp(state, "blocked") == 0) {
+        printf("%s%s blocked (%s) since %s, until %s\n", indent, addr, why, s(b, "started_at"),
+               s(b, "expires_at"));
+    } else if (strcmp(state, "permanent") == 0) {
+        printf("%s%s blocked permanently (%s) since %s\n", indent, addr, why, s(b, "started_at"));
+    } else if (strcmp(state, "expired") == 0) {
+        printf("%s%s block (%s) from %s, ended %s when it expired\n", indent, addr, why,
+               s(b, "started_at"), s(b, "expires_at"));
+    } else if (strcmp(state, "lifted") == 0) {
+        printf("%s%s block (%s) from %s, ended %s when %s lifted it", indent, addr, why,
+               s(b, "started_at"), s(b, "lifted_at"), s(b, "lifted_by"));
+        if (json_is_string(json_object_get(b, "lift_reason")) && *s(b, "lift_reason"))
+            printf(" (\"%s\")", s(b, "lift_reason"));
+        if (permanent)
+            printf("; it was permanent\n");
+        else
+            printf("; it was to run until %s\n", s(b, "expires_at"));
+    } else {
+        printf("%s%s %s (%s) since %s\n", indent, addr, state, why, s(b, "started_at"));
+    }
     if (json_is_string(json_object_get(b, "first_event_at")))
         printf("%s  offending window %s .. %s, %lld events\n", indent, s(b, "first_event_at"),
                s(b, "last_event_at"), (long long)json_integer_value(json_object_get(b, "events")));
-    if (json_is_string(json_object_get(b, "lifted_at")))
-        printf("%s  lifted %s by %s: %s\n", indent, s(b, "lifted_at"), s(b, "lifted_by"),
-               s(b, "lift_reason"));
     if (json_is_string(json_object_get(b, "note")))
         printf("%s  note: %s\n", indent, s(b, "note"));
     printf("%s  node %s, id %s\n", indent, s(b, "node"), s(b, "id"));
@@ -193,7 +220,7 @@ static void print_stats(json_t *r)
 {
     const char *k;
     json_t *v;
-    json_object_foreach(r, k, v) printf("%-22s %lld\n", k, (long long)json_integer_value(v));
+    json_object_foreach(r, k, v) printf("%-40s %lld\n", k, (long long)json_integer_value(v));
 }
 
 /* ---- passwd ------------------------------------------------------------ */
@@ -257,7 +284,7 @@ static int do_passwd(const struct config *c, const char *address)
     int code;
     struct sockaddr_un sun;
     if (strlen(c->control_socket) < sizeof sun.sun_path && access(c->control_socket, F_OK) == 0) {
-        json_t *r = call(c, req, &code);
+        json_t *r = call(c, req, NULL, &code);
         json_decref(r);
         if (code != EXIT_OK) {
             json_decref(req);
@@ -272,7 +299,7 @@ static int do_passwd(const struct config *c, const char *address)
 
 int main(int argc, char **argv)
 {
-    const char *conf = getenv("PORTCULLIS_CONF") ? getenv("PORTCULLIS_CONF") : DEFAULT_CONF;
+    const char *conf = config_default_path();
     const char *dur = NULL, *reason = NULL;
     bool permanent = false, temporary = false;
     static const struct option opts[] = {
@@ -292,6 +319,7 @@ int main(int argc, char **argv)
         case 'p': permanent = true; break;
         case 'T': temporary = true; break;
         case 'r': reason = optarg; break;
+        case 'h': usage_to(stdout); return EXIT_OK;
         default: usage(); return EXIT_USAGE;
         }
     }
@@ -324,6 +352,8 @@ int main(int argc, char **argv)
      * bad request is a usage error here rather than a reply from there. */
     enum ctlreq_cmd kind = CTLREQ_STATS;
     bool known = ctlreq_command(cmd, &kind);
+    char subject[2 * ADDR_STRLEN + 32];
+    subject[0] = '\0';
     if (known && ctlreq_takes_ip(kind)) {
         if (nw != 2) {
             usage();
@@ -337,6 +367,17 @@ int main(int argc, char **argv)
             goto out;
         }
         json_object_set_new(req, "ip", json_string(words[1]));
+        /* "not blocked" alone leaves the reader guessing which prefix
+         * was looked at: name the address and the prefix it stands for. */
+        struct ctlreq q = {.addr = a};
+        util_strlcpy(q.ip, words[1], sizeof q.ip);
+        struct addr p = ctlreq_prefix(&q, c->ipv4_prefix, c->ipv6_prefix);
+        char pt[ADDR_STRLEN];
+        addr_format(&p, true, pt);
+        if (strcmp(pt, words[1]) == 0)
+            snprintf(subject, sizeof subject, "%s", pt);
+        else
+            snprintf(subject, sizeof subject, "%s (prefix %s)", words[1], pt);
     } else if (!known || nw != 1) {
         usage();
         code = EXIT_USAGE;
@@ -372,7 +413,7 @@ int main(int argc, char **argv)
     snprintf(by, sizeof by, "portcullisctl:%s", who ? who : "?");
     json_object_set_new(req, "by", json_string(by));
 
-    json_t *r = call(c, req, &code);
+    json_t *r = call(c, req, subject[0] ? subject : NULL, &code);
     if (r != NULL) {
         if (json_out) {
             char *t = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -16,6 +16,7 @@
 #include "admin/http.h"
 #include "deliver/deliver.h"
 #include "base/log.h"
+#include "smtp/reject.h"
 #include "smtp/server.h"
 #include "smtp/tls.h"
 #include "base/util.h"
@@ -28,11 +29,20 @@ static struct http *http;
 static struct event *stop_timer;
 static int64_t stop_deadline;
 
-static void usage(void)
+/* --help: to stdout, exit 0; a usage error: to stderr, exit 2. */
+static void usage(FILE *f)
 {
-    fprintf(stderr, "usage: portcullisd -c FILE [-t]\n"
-                    "  -c FILE  configuration file (INI)\n"
-                    "  -t       check the configuration and exit (0 good, 1 bad)\n");
+    fprintf(f, "usage: portcullisd [-c FILE] [-t]\n"
+               "  -c FILE  configuration file (INI); default $PORTCULLIS_CONF, else\n"
+               "           " CONFIG_DEFAULT_PATH "\n"
+               "  -t       check the configuration and exit (0 good, 1 bad)\n"
+               "  -h, --help  this text\n");
+}
+
+static void print_problem(void *ctx, const char *problem)
+{
+    (void)ctx;
+    fprintf(stderr, "%s\n", problem);
 }
 
 static bool is_loopback(const struct addr *a)
@@ -115,6 +125,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     static int64_t last_sweep, last_prune;
     if (now - last_sweep >= 10000) {
         last_sweep = now;
+        /* Counts of 554s whose prefix had no line for a minute. */
+        guard_reject_flush(s->guard, now, false, reject_log_cb, NULL);
         guard_sweep(s->guard, c, now);
     }
     if (now - last_prune > 3600000) {
@@ -198,27 +210,33 @@ static int fail(const char *what)
 
 int main(int argc, char **argv)
 {
-    const char *conf = NULL;
+    /* The same default as portcullisctl's, so that both find one file. */
+    const char *conf = config_default_path();
     bool check = false;
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
     int opt;
-    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:th", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
         case 't': check = true; break;
-        default: usage(); return 2;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
     }
-    if (conf == NULL || optind != argc) {
-        usage();
+    if (optind != argc) {
+        usage(stderr);
         return 2;
     }
     char err[1024];
-    struct config *c = config_load(conf, err, sizeof err);
-    if (c == NULL) {
-        fprintf(stderr, "portcullisd: %s\n", err);
-        return 1;
-    }
     if (check) {
+        /* Every problem of the file, one line each, before the files it
+         * names (those only once the file itself is good). */
+        struct config *c = config_load_report(conf, print_problem, NULL);
+        if (c == NULL)
+            return 1;
         struct auth *u = auth_open(c, err, sizeof err);
         SSL_CTX *t = u && c->tls_cert[0] ? tls_ctx_new(c, err, sizeof err) : NULL;
         struct httpreq_tokens *tok = malloc(sizeof *tok);
@@ -235,6 +253,11 @@ int main(int argc, char **argv)
             SSL_CTX_free(t);
         config_unref(c);
         return ok ? 0 : 1;
+    }
+    struct config *c = config_load(conf, err, sizeof err);
+    if (c == NULL) {
+        fprintf(stderr, "portcullisd: %s\n", err);
+        return 1;
     }
     log_configure(c->log_level, c->log_format);
     signal(SIGPIPE, SIG_IGN);
@@ -310,6 +333,8 @@ int main(int argc, char **argv)
     http_stop(http);
 
     server_join(&srv);
+    /* No 554 is sent any more: every count still pending gets its line. */
+    guard_reject_flush(srv.guard, util_now_ms(), true, reject_log_cb, NULL);
     control_stop(ctl);
     server_free(&srv);
     store_close(srv.store);

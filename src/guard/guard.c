@@ -17,8 +17,12 @@ struct entry {
     uint8_t reason;              /* enum guard_reason of the block in force */
     uint8_t noff;                /* used slots of offenses[] */
     uint32_t concurrent;
-    uint32_t rejects;            /* 554s not yet logged */
-    uint32_t reject_logged;      /* second of the last reject log line */
+    uint32_t rejects;            /* 554s (blocked) not yet logged */
+    uint32_t reject_logged;      /* second of the last such log line */
+    uint32_t conc_rejects;       /* 554s over concurrency_limit not yet logged */
+    uint32_t conc_logged;        /* second of the last such log line */
+    uint32_t tls_minute;         /* minute of the TLS handshakes granted below */
+    uint32_t tls_grants;         /* handshakes granted to blocked clients in it */
     int64_t block_until;         /* 0: none; INT64_MAX: permanent */
     int64_t block_started;
     uint64_t block_id;
@@ -505,17 +509,27 @@ struct reject_ctx {
     struct addr prefix;
 };
 
+/* One more 554 on a pending count. The first after a quiet minute is
+ * returned at once (so a new flood shows in the log straight away); the
+ * rest wait for guard_reject_flush(), guard_reject_take() or the next
+ * quiet minute. Returns the count to log now, or 0. */
+static uint32_t note(uint32_t *pending, uint32_t *logged, int64_t now)
+{
+    uint32_t sec = (uint32_t)(now / 1000);
+    (*pending)++;
+    if (*logged != 0 && sec - *logged < 60)
+        return 0;
+    uint32_t n = *pending;
+    *pending = 0;
+    *logged = sec;
+    return n;
+}
+
 static void note_reject(struct entry *e, void *arg)
 {
     struct reject_ctx *r = arg;
-    uint32_t sec = (uint32_t)(r->now / 1000);
-    e->rejects++;
-    if (e->reject_logged == 0 || sec - e->reject_logged >= 60) {
-        r->count = e->rejects;
-        r->prefix = e->key;
-        e->rejects = 0;
-        e->reject_logged = sec;
-    }
+    r->count = note(&e->rejects, &e->reject_logged, r->now);
+    r->prefix = e->key;
 }
 
 uint32_t guard_reject_note(struct guard *g, const struct addr *client, int64_t now,
@@ -535,6 +549,92 @@ bool guard_check_reject(struct guard *g, const struct addr *client, int64_t now,
     if (r.count > 0)
         *prefix = r.prefix;
     return blocked;
+}
+
+struct grant_ctx {
+    int64_t now;
+    uint32_t per_minute;
+    bool granted;
+};
+
+static void grant_tls(struct entry *e, void *arg)
+{
+    struct grant_ctx *r = arg;
+    uint32_t minute = (uint32_t)(r->now / 60000);
+    if (e->tls_minute != minute) {
+        e->tls_minute = minute;
+        e->tls_grants = 0;
+    }
+    r->granted = e->tls_grants < r->per_minute;
+    if (r->granted)
+        e->tls_grants++;
+}
+
+bool guard_tls_reject_grant(struct guard *g, const struct addr *client, int64_t now,
+                            uint32_t per_minute)
+{
+    struct grant_ctx r = {.now = now, .per_minute = per_minute, .granted = false};
+    return lookup_block(g, client, now, grant_tls, &r) && r.granted;
+}
+
+uint32_t guard_concurrency_note(struct guard *g, const struct config *c, const struct addr *client,
+                                int64_t now, struct addr *prefix)
+{
+    struct addr k = addr_prefix_of(client, c->ipv4_prefix, c->ipv6_prefix);
+    uint64_t h;
+    struct shard *s = shard_of(g, &k, &h);
+    uint32_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    struct entry *e = find_or_add(s, h, &k);
+    if (e != NULL)
+        n = note(&e->conc_rejects, &e->conc_logged, now);
+    pthread_mutex_unlock(&s->mu);
+    *prefix = k;
+    return n;
+}
+
+uint32_t guard_reject_take(struct guard *g, const struct addr *prefix, int64_t now)
+{
+    uint64_t h;
+    struct shard *s = shard_of(g, prefix, &h);
+    uint32_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    struct entry *e = find(s, h, prefix);
+    if (e != NULL && e->rejects > 0) {
+        n = e->rejects;
+        e->rejects = 0;
+        e->reject_logged = (uint32_t)(now / 1000);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+size_t guard_reject_flush(struct guard *g, int64_t now, bool all, guard_reject_cb cb, void *ctx)
+{
+    uint32_t sec = (uint32_t)(now / 1000);
+    size_t lines = 0;
+    for (size_t i = 0; i < NSHARDS; i++) {
+        struct shard *s = &g->shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (size_t j = 0; j < s->nb; j++) {
+            for (struct entry *e = s->b[j]; e != NULL; e = e->next) {
+                if (e->rejects > 0 && (all || sec - e->reject_logged >= 60)) {
+                    cb(ctx, &e->key, GUARD_REJECT_BLOCKED, e->rejects);
+                    e->rejects = 0;
+                    e->reject_logged = sec;
+                    lines++;
+                }
+                if (e->conc_rejects > 0 && (all || sec - e->conc_logged >= 60)) {
+                    cb(ctx, &e->key, GUARD_REJECT_CONCURRENCY, e->conc_rejects);
+                    e->conc_rejects = 0;
+                    e->conc_logged = sec;
+                    lines++;
+                }
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return lines;
 }
 
 void guard_block_manual(struct guard *g, const struct addr *prefix, int64_t duration_ms,
@@ -674,7 +774,7 @@ size_t guard_sweep(struct guard *g, const struct config *c, int64_t now)
                 struct entry *e = *pp;
                 forget_old_offenses(e, c, now);
                 if (e->block_id == 0 && e->concurrent == 0 && e->noff == 0 && e->rejects == 0 &&
-                    rates_idle(e, c, now)) {
+                    e->conc_rejects == 0 && rates_idle(e, c, now)) {
                     *pp = e->next;
                     free(e);
                     s->n--;

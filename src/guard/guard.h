@@ -88,6 +88,30 @@ uint32_t guard_reject_note(struct guard *g, const struct addr *client, int64_t n
 bool guard_check_reject(struct guard *g, const struct addr *client, int64_t now,
                         uint32_t *log_count, struct addr *prefix);
 
+/* A blocked client on an implicit-TLS listener reads its 554 only after a
+ * TLS handshake, which costs the server far more than the 554 itself: may
+ * it have one? True for the first per_minute of each blocked prefix in a
+ * minute (a customer's mail program retrying sees why); false beyond, and
+ * when no block is in force (the caller closes without a word). */
+bool guard_tls_reject_grant(struct guard *g, const struct addr *client, int64_t now,
+                            uint32_t per_minute);
+/* A 554 for being over concurrency_limit: counted on the client's
+ * counting prefix (in *prefix), with the same once-a-minute rule. */
+uint32_t guard_concurrency_note(struct guard *g, const struct config *c, const struct addr *client,
+                                int64_t now, struct addr *prefix);
+/* Every 554 ends up in exactly one log line: what the notes above did not
+ * return waits on its entry until one of these hands it out. */
+/* The pending (blocked) count of exactly `prefix`, taken: at expiry and
+ * unblock, so the count goes out with the block it belongs to. */
+uint32_t guard_reject_take(struct guard *g, const struct addr *prefix, int64_t now);
+/* Calls cb with each pending count (why: GUARD_REJECT_BLOCKED or
+ * GUARD_REJECT_CONCURRENCY) whose prefix had no line for a minute, or
+ * every one when `all` (at shutdown), and takes it. cb runs under a shard
+ * lock: it may log, but must not call the guard. Returns how many. */
+typedef void (*guard_reject_cb)(void *ctx, const struct addr *prefix, enum guard_verdict why,
+                                uint32_t count);
+size_t guard_reject_flush(struct guard *g, int64_t now, bool all, guard_reject_cb cb, void *ctx);
+
 /* Is a block in force over this client (at any prefix length)? */
 bool guard_blocked(struct guard *g, const struct addr *client, int64_t now);
 /* Bumped whenever a block is imposed or installed: a session compares it

@@ -1,6 +1,7 @@
 #include "proto/sasl.h"
 
 #include <string.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 static bool b64_char(unsigned char c)
@@ -59,35 +60,45 @@ bool sasl_is_cancel(const char *line)
     return line[0] == '*' && line[1] == '\0';
 }
 
-bool sasl_plain_decode(const char *b64, size_t len, char user[SASL_USER_MAX],
-                       char pass[SASL_PASS_MAX])
+enum sasl_plain_status sasl_plain_parse(const char *b64, size_t len, char user[SASL_USER_MAX],
+                                        char pass[SASL_PASS_MAX])
 {
     unsigned char buf[SASL_USER_MAX * 2 + SASL_PASS_MAX + 4];
     long n = sasl_b64_decode(b64, len, buf, sizeof buf);
     if (n < 0)
-        return false;
+        return SASL_PLAIN_MALFORMED;
     const unsigned char *nul1 = memchr(buf, '\0', (size_t)n);
     if (nul1 == NULL)
-        return false;
+        return SASL_PLAIN_MALFORMED;
     const unsigned char *authc = nul1 + 1;
     size_t rest = (size_t)n - (size_t)(authc - buf);
     const unsigned char *nul2 = memchr(authc, '\0', rest);
     if (nul2 == NULL)
-        return false;
+        return SASL_PLAIN_MALFORMED;
     size_t zlen = (size_t)(nul1 - buf), ulen = (size_t)(nul2 - authc);
     const unsigned char *pw = nul2 + 1;
     size_t plen = (size_t)n - (size_t)(pw - buf);
-    if (ulen == 0 || plen == 0 || ulen >= SASL_USER_MAX || plen >= SASL_PASS_MAX)
-        return false;
+    if (ulen == 0 || plen == 0 || ulen >= SASL_USER_MAX || plen >= SASL_PASS_MAX ||
+        zlen >= SASL_USER_MAX)
+        return SASL_PLAIN_MALFORMED;
     if (memchr(pw, '\0', plen) != NULL)
-        return false;
-    if (zlen != 0 && (zlen != ulen || memcmp(buf, authc, ulen) != 0))
-        return false;
+        return SASL_PLAIN_MALFORMED;
     memcpy(user, authc, ulen);
     user[ulen] = '\0';
+    if (zlen != 0 && (zlen != ulen || memcmp(buf, authc, ulen) != 0)) {
+        OPENSSL_cleanse(buf, sizeof buf);
+        return SASL_PLAIN_OTHER_IDENTITY;
+    }
     memcpy(pass, pw, plen);
     pass[plen] = '\0';
-    return true;
+    OPENSSL_cleanse(buf, sizeof buf);
+    return SASL_PLAIN_OK;
+}
+
+bool sasl_plain_decode(const char *b64, size_t len, char user[SASL_USER_MAX],
+                       char pass[SASL_PASS_MAX])
+{
+    return sasl_plain_parse(b64, len, user, pass) == SASL_PLAIN_OK;
 }
 
 bool sasl_login_decode(const char *b64, size_t len, char *out, size_t outlen)

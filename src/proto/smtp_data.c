@@ -81,7 +81,7 @@ size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len)
             /* The bulk of a message: copy up to the next CR or LF at once. */
             const char *p = in + i;
             size_t n = len - i, run = 0;
-            while (run < n && p[run] != '\r' && p[run] != '\n')
+            while (run < n && p[run] != '\r' && p[run] != '\n' && p[run] != '\0')
                 run++;
             if (run > 0) {
                 /* Whichever limit the run crosses first is the verdict,
@@ -103,10 +103,17 @@ size_t smtp_data_feed(struct smtp_data *d, const char *in, size_t len)
                 continue;
             }
             count(d, 1);
-            if (ch == '\n')
+            if (ch == '\0') {
+                /* An octet of the line and the message like any other
+                 * (so the first limit crossed wins, however the input
+                 * was cut), then the refusal. */
+                out(d, "", 0, 1);
+                fail(d, SMTP_DATA_NUL);
+            } else if (ch == '\n') {
                 fail(d, SMTP_DATA_BARE_CRLF);
-            else
+            } else {
                 d->state = S_CR;
+            }
             i++;
             continue;
         }

@@ -2,7 +2,9 @@
  * line ends (as Maildir wants). Pure: bytes in, bytes out via a callback.
  *
  * Only CRLF "." CRLF ends the data (no SMTP smuggling with "\n.\n" or
- * "\r.\r\n"); a bare CR or bare LF anywhere, a line over 1000 octets
+ * "\r.\r\n"); a bare CR or bare LF anywhere, a NUL octet (RFC 5321 §2.3.8
+ * keeps it out of text; readers of C strings would cut the message there
+ * and what follows could hide from a filter), a line over 1000 octets
  * (CRLF included) or a message over the size limit marks the message as
  * refused, but the parser keeps reading to the real end of data so the
  * session stays in step with the client. */
@@ -18,6 +20,7 @@ enum smtp_data_error {
     SMTP_DATA_TOO_BIG,        /* 552 5.3.4 */
     SMTP_DATA_LINE_TOO_LONG,  /* 550 5.6.0 */
     SMTP_DATA_BARE_CRLF,      /* 550 5.6.0 Bare CR or LF not allowed */
+    SMTP_DATA_NUL,            /* 550 5.6.0 NUL character not allowed */
 };
 
 typedef void (*smtp_data_emit)(void *ctx, const char *p, size_t n);

@@ -1,5 +1,6 @@
 #include "proto/smtp_parse.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,15 +214,86 @@ bool smtp_parse_rcpt(const char *arg, struct smtp_rcpt_to *out, struct smtp_erro
     return true;
 }
 
+const char *smtp_with_protocol(bool esmtp, bool tls, bool authed, bool smtputf8)
+{
+    if (!esmtp)
+        return "SMTP";   /* SMTPUTF8 needs EHLO: there is no HELO form */
+    static const char *const names[2][2][2] = {
+        {{"ESMTP", "ESMTPA"}, {"ESMTPS", "ESMTPSA"}},
+        {{"UTF8SMTP", "UTF8SMTPA"}, {"UTF8SMTPS", "UTF8SMTPSA"}},
+    };
+    return names[smtputf8][tls][authed];
+}
+
+/* Letters, digits, hyphen, and the underscore real clients put in host
+ * names (Windows machine names) although RFC 5321 does not. */
+static bool ldh_(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '_';
+}
+
+/* Dot-separated labels of ldh_ characters or well-formed UTF-8 (RFC 6531
+ * U-labels); no empty label, but a trailing dot is fine. A bare IPv4
+ * address has this shape too, and clients send it. */
+static bool helo_domain(const char *s, size_t n)
+{
+    size_t label = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+            i++;
+        } else if (ch >= 0x80) {
+            size_t k = util_utf8_char(s + i);
+            if (k == 0)
+                return false;
+            i += k;
+            label++;
+        } else if (ldh_(ch)) {
+            i++;
+            label++;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* RFC 5321 §4.1.3: "[192.0.2.1]", "[IPv6:2001:db8::1]", or a general
+ * literal "[tag:content]" with content of printable ASCII but [ \ ]. */
+static bool helo_literal(const char *s, size_t n)
+{
+    if (n < 3 || s[0] != '[' || s[n - 1] != ']')
+        return false;
+    char in[256];
+    size_t len = n - 2;
+    memcpy(in, s + 1, len);
+    in[len] = '\0';
+    unsigned char bin[16];
+    if (strncasecmp(in, "IPv6:", 5) == 0)
+        return inet_pton(AF_INET6, in + 5, bin) == 1;
+    if (strspn(in, "0123456789.") == len)
+        return inet_pton(AF_INET, in, bin) == 1;
+    size_t tag = 0;
+    while (tag < len && ldh_((unsigned char)in[tag]) && in[tag] != '_')
+        tag++;
+    if (tag == 0 || tag + 1 >= len || in[tag] != ':')
+        return false;
+    for (size_t i = tag + 1; i < len; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        if (ch < 33 || ch > 126 || ch == '[' || ch == '\\' || ch == ']')
+            return false;
+    }
+    return true;
+}
+
 bool smtp_valid_helo(const char *arg)
 {
     size_t n = strlen(arg);
     if (n == 0 || n > 255)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)arg[i];
-        if (ch <= ' ' || ch == 0x7f)
-            return false;
-    }
-    return true;
+    return arg[0] == '[' ? helo_literal(arg, n) : helo_domain(arg, n);
 }

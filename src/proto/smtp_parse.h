@@ -55,7 +55,17 @@ struct smtp_error {
 bool smtp_parse_mail(const char *arg, struct smtp_mail_from *out, struct smtp_error *err);
 bool smtp_parse_rcpt(const char *arg, struct smtp_rcpt_to *out, struct smtp_error *err);
 
-/* A HELO/EHLO domain or address literal: printable, no spaces, 1..255. */
+/* The WITH protocol of the Received: header: RFC 3848's ESMTP, ESMTPA,
+ * ESMTPS, ESMTPSA (SMTP after HELO), and for a transaction with SMTPUTF8
+ * RFC 6531 §3.7.3's UTF8SMTP, UTF8SMTPA, UTF8SMTPS, UTF8SMTPSA. */
+const char *smtp_with_protocol(bool esmtp, bool tls, bool authed, bool smtputf8);
+
+/* A HELO/EHLO argument (RFC 5321 §4.1.1.1), 1..255 octets: a domain
+ * (labels of letters, digits, '-', '_' or UTF-8 U-labels, dot-separated,
+ * a trailing dot allowed) or an address literal ([IPv4], [IPv6:...],
+ * [tag:content]). Anything else (control bytes, spaces, bytes that are not
+ * UTF-8, other punctuation) is refused with 501, so the Received: header
+ * only ever carries a well-formed name. */
 bool smtp_valid_helo(const char *arg);
 
 #endif

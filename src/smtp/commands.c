@@ -151,7 +151,9 @@ static size_t received(struct session *s, char *out, size_t outlen)
      * forward, "unknown" when looked up (or still looking: the message
      * never waits for DNS). */
     struct received_info r = {
-        .helo = s->helo, .ip = s->ip, .hostname = s->cfg->hostname, .proto = protocol(s),
+        .helo = s->helo, .ip = s->ip, .hostname = s->cfg->hostname,
+        /* RFC 6531 §3.7.3: UTF8SMTPSA ... for an SMTPUTF8 transaction */
+        .proto = smtp_with_protocol(s->esmtp, s->tls, s->authed, s->tx.mail.smtputf8),
         .id = s->tx.id, .tls = tlsinfo, .user = s->authed ? s->user : NULL, .at = util_now_ms(),
         .name = !wants_name(s) ? NULL : s->rdns_name != NULL ? s->rdns_name : "unknown",
     };
@@ -221,6 +223,9 @@ static void data_end(struct session *s)
         break;
     case SMTP_DATA_LINE_TOO_LONG:
         refused = "550 5.6.0 Message line too long (1000 octets at most)";
+        break;
+    case SMTP_DATA_NUL:
+        refused = "550 5.6.0 NUL character not allowed";
         break;
     case SMTP_DATA_BARE_CRLF:
         refused = "550 5.6.0 Bare CR or LF not allowed";

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "base/log.h"
 #include "base/util.h"
+#include "smtp/reject.h"
 
 /* Every line about a block, with the fields its event has (docs/LOGS.md):
  * block: ip reason events window until block session | note by;
@@ -78,6 +79,7 @@ bool enforce_unblock(const struct enforce *e, const struct config *c, struct add
     if (!lifted)
         return false;
     store_lift(e->store, *id, now, by, why);
+    reject_log(guard_reject_take(e->guard, prefix, now), prefix, GUARD_REJECT_BLOCKED);
     struct guard_block b = {.id = *id, .prefix = *prefix};
     log_change(LOG_WARN, "unblock", &b, NULL, by, why);
     return true;
@@ -87,6 +89,8 @@ static void expired(void *ctx, uint64_t id, const struct addr *prefix, int64_t a
 {
     const struct enforce *e = ctx;
     store_expire(e->store, id, at);
+    /* The 554s not yet logged belong to this block: out with it. */
+    reject_log(guard_reject_take(e->guard, prefix, at), prefix, GUARD_REJECT_BLOCKED);
     struct guard_block b = {.id = id, .prefix = *prefix};
     log_change(LOG_INFO, "expire", &b, NULL, NULL, NULL);
 }

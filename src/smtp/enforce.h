@@ -31,7 +31,8 @@ bool enforce_block(const struct enforce *e, const struct config *c, const struct
                    int64_t duration_ms, int64_t now, const char *by, const char *why,
                    struct guard_block *made);
 /* An operator's lift of the block on *prefix, or of a wider one covering
- * it (then *prefix becomes that one's). False: not blocked. */
+ * it (then *prefix becomes that one's). False: not blocked. The 554s to
+ * it not yet logged go out with it (as at expiry). */
 bool enforce_unblock(const struct enforce *e, const struct config *c, struct addr *prefix,
                      int64_t now, const char *by, const char *why, uint64_t *id);
 /* The clock: ends the blocks whose time is up. */

@@ -159,16 +159,21 @@ void reject_fd(struct session_env *w, evutil_socket_t fd, const char *line, size
     }
 }
 
-/* The once-a-minute line for a blocked prefix's 554s (guard_reject_note
- * decides when; n is 0 in between). */
-void reject_log(uint32_t n, const struct addr *prefix)
+void reject_log(uint32_t n, const struct addr *prefix, enum guard_verdict why)
 {
     if (n == 0)
         return;
     char p[ADDR_STRLEN], cnt[16];
     addr_format(prefix, true, p);
     snprintf(cnt, sizeof cnt, "%u", n);
-    log_event(LOG_INFO, "reject", "ip", p, "count", cnt, "reason", "blocked", NULL);
+    log_event(LOG_INFO, "reject", "ip", p, "count", cnt, "reason",
+              why == GUARD_REJECT_CONCURRENCY ? "concurrency" : "blocked", NULL);
+}
+
+void reject_log_cb(void *ctx, const struct addr *prefix, enum guard_verdict why, uint32_t n)
+{
+    (void)ctx;
+    reject_log(n, prefix, why);
 }
 
 /* A blocked client's whole dialogue: 503 to everything, 221 to QUIT. */
@@ -177,6 +182,21 @@ const char *reject_answer(const char *line)
     if (strncasecmp(line, "QUIT", 4) == 0 && (line[4] == '\0' || line[4] == ' '))
         return "221 2.0.0 Bye";
     return "503 5.5.1 Bad sequence of commands";
+}
+
+bool reject_tls_allowed(struct session_env *w, const struct addr *client, bool blocked, int64_t now)
+{
+    int64_t sec = now / 1000;
+    if (w->tls_reject_sec != sec) {
+        w->tls_reject_sec = sec;
+        w->tls_reject_n = 0;
+    }
+    if (w->tls_reject_n >= REJECT_TLS_PER_WORKER_SEC)
+        return false;
+    if (blocked && !guard_tls_reject_grant(w->guard, client, now, REJECT_TLS_PER_PREFIX_MIN))
+        return false;
+    w->tls_reject_n++;
+    return true;
 }
 
 void reject_drop_all(struct session_env *w)

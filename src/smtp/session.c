@@ -71,9 +71,7 @@ void set_timeouts(struct session *s, int64_t ms)
 /* RFC 3848 */
 const char *protocol(const struct session *s)
 {
-    if (!s->esmtp)
-        return "SMTP";
-    return s->tls ? (s->authed ? "ESMTPSA" : "ESMTPS") : (s->authed ? "ESMTPA" : "ESMTP");
+    return smtp_with_protocol(s->esmtp, s->tls, s->authed, false);
 }
 
 /* reverse_dns: the client's name is looked up when the dialogue starts
@@ -131,12 +129,25 @@ static void session_free(struct session *s)
     free(s->rdns_name);
     log_event(LOG_DEBUG, "close", "ip", s->ip, "session", s->sid, NULL);
     TAILQ_REMOVE(&env->sessions, s, link);
+    /* A TLS layer that failed has put its alert (handshake_failure, say)
+     * beneath it, where freeing would drop it: one try to send it, so the
+     * client learns why instead of reading an unexpected EOF. */
+    struct bufferevent *under = s->bev != NULL ? bufferevent_get_underlying(s->bev) : NULL;
+    if (under != NULL && bufferevent_getfd(under) >= 0) {
+        struct evbuffer *out = bufferevent_get_output(under);
+        size_t n = evbuffer_get_length(out);
+        const unsigned char *p = n > 0 && n <= 1024 ? evbuffer_pullup(out, (ssize_t)n) : NULL;
+        if (p != NULL)   /* a record or two at most; a full socket loses nothing worth keeping */
+            (void)send(bufferevent_getfd(under), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     if (s->bev != NULL)
         bufferevent_free(s->bev);
     else if (s->fd >= 0)
         close(s->fd);
     if (s->timer != NULL)
         event_free(s->timer);
+    if (s->deadline != NULL)
+        event_free(s->deadline);
     config_unref(s->cfg);
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
@@ -352,6 +363,7 @@ static bool read_proxy(struct session *s)
         return false;
     }
     evbuffer_drain(in, r.len);
+    handshake_deadline(s, 0);
     if (r.local) {
         /* The proxy speaking for itself (health check): never counted. */
         s->allowed = true;
@@ -411,10 +423,17 @@ void on_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     struct session *s = arg;
     if (what & BEV_EVENT_CONNECTED) {
+        /* TLS handshake done: the dialogue's own time limits from now. */
         atomic_fetch_add(&s->env->stats->tls_sessions, 1);
-        return;   /* TLS handshake done */
+        s->handshaking = false;
+        handshake_deadline(s, 0);
+        set_timeouts(s, s->state == ST_REJECTED ? REJECT_LINGER_MS : s->cfg->timeout_command_ms);
+        return;
     }
-    if ((what & BEV_EVENT_TIMEOUT) && !s->closing && s->state != ST_PROXY) {
+    /* A timeout before the dialogue (PROXY header, TLS handshake) or after
+     * the 554 has nobody to read a 421: close. */
+    if ((what & BEV_EVENT_TIMEOUT) && !s->closing && s->state != ST_PROXY &&
+        s->state != ST_REJECTED && !s->handshaking) {
         reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
         log_event(LOG_INFO, "timeout", "ip", s->ip, "session", s->sid, NULL);
         hang_up(s);
@@ -434,7 +453,37 @@ void on_event(struct bufferevent *bev, short what, void *arg)
     session_free(s);
 }
 
-/* ---- reverse DNS ------------------------------------------------------- */
+
+static void handshake_expired(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct session *s = arg;
+    log_event(LOG_INFO, "timeout", "ip", s->ip, "session", s->sid, "phase",
+              s->state == ST_PROXY ? "proxy" : "tls_handshake", NULL);
+    s->closing = true;
+    s->peer_gone = true;     /* nothing was said: no linger */
+    if (s->busy) {
+        s->dead = true;
+        return;
+    }
+    session_free(s);
+}
+
+void handshake_deadline(struct session *s, int64_t ms)
+{
+    if (ms <= 0) {
+        if (s->deadline != NULL)
+            evtimer_del(s->deadline);
+        return;
+    }
+    if (s->deadline == NULL && (s->deadline = evtimer_new(s->env->base, handshake_expired, s)) == NULL)
+        return;      /* out of memory: the idle timeouts still apply */
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(s->deadline, &tv);
+}
+
+/* ---- reverse DNS ---------------------------------------------------------- */
 
 static void on_rdns_answer(void *arg, const char *name, const char *why, const char *ptr)
 {
@@ -456,6 +505,31 @@ static void look_up_name(struct session *s)
                   "why", "error", NULL);
 }
 
+/* The 554 and what follows it (SPEC §3) in a session: on an implicit-TLS
+ * listener inside TLS, after the handshake, so that the client can read
+ * it; without `may_handshake` (reject_tls_allowed said no) such a client
+ * is closed without a word. */
+static void reject_session(struct session *s, bool may_handshake)
+{
+    const struct config *c = s->cfg;
+    enter_state(s, ST_REJECTED);
+    s->allowed = true;     /* no 421 on top of the 554 */
+    if (s->mode == LISTEN_TLS) {
+        SSL *ssl = may_handshake ? tls_ssl_new(s->env->hooks->tls(s->env->ctx)) : NULL;
+        if (ssl == NULL) {
+            s->peer_gone = true;
+            close_after_reply(s);
+            return;
+        }
+        if (!start_tls(s, ssl))
+            return;
+    }
+    /* Under TLS it waits in the filter until the handshake is done. */
+    reply(s, "%.*s", (int)c->reject_line_len - 2, c->reject_line);   /* without its CRLF */
+    if (!s->handshaking)
+        set_timeouts(s, REJECT_LINGER_MS);
+}
+
 /* The guard's word on this client, then the greeting. */
 static void start_dialogue(struct session *s)
 {
@@ -474,27 +548,24 @@ static void start_dialogue(struct session *s)
     s->counted = v == GUARD_ACCEPT;
     s->epoch = guard_epoch(env->guard);
     if (v == GUARD_REJECT_BLOCKED || v == GUARD_REJECT_CONCURRENCY) {
-        atomic_fetch_add(v == GUARD_REJECT_BLOCKED ? &env->stats->rejected_blocked
-                                                   : &env->stats->rejected_concurrency, 1);
-        if (v == GUARD_REJECT_BLOCKED) {
-            struct addr prefix;
-            uint32_t n = guard_reject_note(env->guard, &s->client, now, &prefix);
-            reject_log(n, &prefix);
-        } else {
-            log_event(LOG_INFO, "reject", "ip", s->ip, "session", s->sid, "reason",
-                      "concurrency", NULL);
-        }
-        enter_state(s, ST_REJECTED);
-        s->allowed = true;     /* no 421 on top of the 554 */
-        reply(s, "%.*s", (int)c->reject_line_len - 2, c->reject_line);   /* without its CRLF */
-        set_timeouts(s, REJECT_LINGER_MS);
+        bool blocked = v == GUARD_REJECT_BLOCKED;
+        atomic_fetch_add(blocked ? &env->stats->rejected_blocked : &env->stats->rejected_concurrency, 1);
+        /* Aggregated per prefix and minute, each reason on its own. */
+        struct addr prefix;
+        uint32_t n = blocked ? guard_reject_note(env->guard, &s->client, now, &prefix)
+                             : guard_concurrency_note(env->guard, c, &s->client, now, &prefix);
+        reject_log(n, &prefix, v);
+        reject_session(s, s->mode != LISTEN_TLS || reject_tls_allowed(env, &s->client, blocked, now));
         return;
     }
     atomic_fetch_add(&env->stats->accepted, 1);
     if (s->counted)
         env->hooks->count(env->ctx, c, &s->client, GUARD_CONN_RATE);
-    log_event(LOG_INFO, "connect", "ip", s->ip, "session", s->sid,
-              "tls", s->mode == LISTEN_TLS ? "yes" : NULL, NULL);
+    /* A balancer's health checks (PROXY LOCAL, every few hundred ms)
+     * would drown the log at info. */
+    log_event(s->proxy_local ? LOG_DEBUG : LOG_INFO, "connect", "ip", s->ip, "session", s->sid,
+              "tls", s->mode == LISTEN_TLS ? "yes" : NULL, "proxy", s->proxy_local ? "local" : NULL,
+              NULL);
     if (s->mode == LISTEN_TLS && !start_tls(s, tls_ssl_new(env->hooks->tls(env->ctx))))
         return;
     enter_state(s, ST_CMD);
@@ -518,13 +589,24 @@ void session_accept(struct session_env *w, struct config *c, evutil_socket_t fd,
     /* The fast path for a blocked address: no session at all. */
     uint32_t n;
     struct addr prefix;
+    bool tls_reject = false;     /* a blocked client that reads its 554 inside TLS */
     if (!c->proxy_protocol && !cidr_list_match(&c->allow, &peer) &&
         guard_check_reject(w->guard, &peer, now, &n, &prefix)) {
         atomic_fetch_add(&w->stats->rejected_blocked, 1);
-        reject_log(n, &prefix);
-        reject_fd(w, fd, c->reject_line, c->reject_line_len);
-        config_unref(c);
-        return;
+        reject_log(n, &prefix, GUARD_REJECT_BLOCKED);
+        if (mode != LISTEN_TLS) {
+            reject_fd(w, fd, c->reject_line, c->reject_line_len);
+            config_unref(c);
+            return;
+        }
+        /* The handshake costs a session; past the bounds, just close. */
+        if (!reject_tls_allowed(w, &peer, true, now)) {
+            config_unref(c);
+            close(fd);
+            atomic_fetch_sub(w->clients, 1);
+            return;
+        }
+        tls_reject = true;
     }
     if (c->proxy_protocol && !cidr_list_match(&c->proxy_from, &peer)) {
         atomic_fetch_add(&w->stats->proxy_errors, 1);
@@ -558,18 +640,23 @@ void session_accept(struct session_env *w, struct config *c, evutil_socket_t fd,
     addr_format(&peer, false, s->ip);
     util_new_id(s->sid);
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
-    atomic_fetch_add(&w->stats->connections, 1);
+    if (!tls_reject)     /* like the plain fast path's: not a connection served */
+        atomic_fetch_add(&w->stats->connections, 1);
     /* Reading stops at this much unprocessed input: TCP pushes back. */
     bufferevent_setwatermark(bev, EV_READ, 0, SMTP_AUTH_LINE_MAX * 2);
     bufferevent_setcb(bev, on_read, on_write, on_event, s);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
-    if (c->proxy_protocol) {
+    if (tls_reject) {
+        reject_session(s, true);
+    } else if (c->proxy_protocol) {
         enter_state(s, ST_PROXY);
-        struct timeval tv = {10, 0};
-        bufferevent_set_timeouts(bev, &tv, &tv);
+        handshake_deadline(s, c->timeout_handshake_ms);
         return;
+    } else {
+        start_dialogue(s);
     }
-    start_dialogue(s);
+    if (s->closing)
+        finish(s);
 }
 
 void session_close_idle(struct session_env *w)

@@ -58,6 +58,10 @@ struct session_env {
      * waiting for their last words in an epoll set of the worker's own. */
     struct rejected_list rejected, lingering;
     int repoll;
+    /* TLS handshakes spent this second on clients that only get a 554
+     * (reject_tls_allowed). */
+    int64_t tls_reject_sec;
+    uint32_t tls_reject_n;
 };
 
 /* Takes over `c` (a reference) and `fd`; counted in *env->clients. */

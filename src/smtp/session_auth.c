@@ -40,6 +40,22 @@ void auth_fail_reply(evutil_socket_t fd, short what, void *arg)
     process(s);
 }
 
+/* A failed AUTH: counted, logged, and answered 535 after failure_delay
+ * (the tarpit: every 535 waits, whether the user exists or not). `why`
+ * says what failed when it was not the password. */
+static void auth_failed(struct session *s, const char *why)
+{
+    atomic_fetch_add(&s->env->stats->auth_fail, 1);
+    log_event(LOG_INFO, "auth", "ip", s->ip, "session", s->sid, "result", "fail",
+              "user", s->user, "why", why, NULL);
+    s->user[0] = '\0';
+    offend(s, GUARD_OFFENSE_AUTH);
+    s->busy = true;
+    int64_t ms = s->cfg->failure_delay_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(s->timer, &tv);
+}
+
 static void auth_done(void *arg, enum auth_result r)
 {
     struct session *s = arg;
@@ -62,16 +78,7 @@ static void auth_done(void *arg, enum auth_result r)
         carry_on(s);
         return;
     }
-    atomic_fetch_add(&s->env->stats->auth_fail, 1);
-    log_event(LOG_INFO, "auth", "ip", s->ip, "session", s->sid, "result", "fail",
-              "user", s->user, NULL);
-    s->user[0] = '\0';
-    offend(s, GUARD_OFFENSE_AUTH);
-    /* The tarpit: every 535 waits, whether the user exists or not. */
-    s->busy = true;
-    int64_t ms = s->cfg->failure_delay_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(s->timer, &tv);
+    auth_failed(s, NULL);
 }
 
 /* Asks the auth backend; the answer comes to auth_done. s->user holds the
@@ -98,8 +105,17 @@ static void auth_plain(struct session *s, const char *b64)
 {
     char user[SASL_USER_MAX], pass[SASL_PASS_MAX];
     enter_state(s, ST_CMD);
-    if (!sasl_plain_decode(b64, strlen(b64), user, pass)) {
+    enum sasl_plain_status st = sasl_plain_parse(b64, strlen(b64), user, pass);
+    if (st == SASL_PLAIN_MALFORMED) {
         reply(s, "501 5.5.2 Cannot decode response");
+        return;
+    }
+    if (st == SASL_PLAIN_OTHER_IDENTITY) {
+        /* RFC 4954 §4: an authorization identity we will not act as (we
+         * act as none but the login's own) fails the AUTH like a wrong
+         * password: 535, counted, without asking the backend. */
+        util_strlcpy(s->user, user, sizeof s->user);
+        auth_failed(s, "authzid");
         return;
     }
     auth_check(s, user, pass);

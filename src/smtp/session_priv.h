@@ -53,6 +53,7 @@ struct session {
     bool held;                   /* the backend asked us to stop reading the message */
     bool linger;                 /* we hang up on a client that may still be sending */
     bool peer_gone;
+    bool handshaking;            /* a TLS handshake is under way */
     bool proxy_local;            /* the proxy's own health check: no client to name */
     struct rdns *rdns;           /* the lookup, while in flight */
     char *rdns_name;             /* its confirmed name; NULL: unknown */
@@ -60,6 +61,7 @@ struct session {
     char helo[256];
     char user[SASL_USER_MAX];
     struct event *timer;         /* failure_delay, then the closing poll */
+    struct event *deadline;      /* the PROXY header or a TLS handshake must be done by then */
     int64_t close_by;
     struct tx tx;
 };
@@ -79,6 +81,10 @@ void process(struct session *s);
 void on_read(struct bufferevent *bev, void *arg);
 void on_write(struct bufferevent *bev, void *arg);
 void on_event(struct bufferevent *bev, short what, void *arg);
+/* SPEC §2 timeout_handshake: from now, the PROXY header or the TLS
+ * handshake must be done within `ms` (an absolute limit, however slowly
+ * the bytes trickle in), else the connection is closed; ms 0 disarms. */
+void handshake_deadline(struct session *s, int64_t ms);
 /* A backend's callback starts with wake (false: the session died while it
  * waited and is freed now) and ends with carry_on (reads on, unless the
  * answer came inside the call that asked: process() then goes on). */

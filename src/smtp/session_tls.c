@@ -1,6 +1,7 @@
 /* session_tls: TLS for a session, after STARTTLS (RFC 3207) or from the
  * first byte on a TLS listener; one way to start it for both. */
 #include <event2/buffer.h>
+#include "smtp/reject.h"
 #include "smtp/session_priv.h"
 #include "smtp/tls.h"
 
@@ -20,8 +21,16 @@ bool start_tls(struct session *s, SSL *ssl)
     }
     s->bev = f;
     s->tls = true;
+    s->handshaking = true;
     bufferevent_setcb(f, on_read, on_write, on_event, s);
     bufferevent_enable(f, EV_READ | EV_WRITE);
+    /* Until the handshake is done (on_event: BEV_EVENT_CONNECTED) only
+     * timeout_handshake applies, however slowly its bytes come; a
+     * rejected client's whole stay is bounded by REJECT_LINGER_MS anyway. */
+    int64_t ms = s->cfg->timeout_handshake_ms;
+    if (s->state == ST_REJECTED && ms > REJECT_LINGER_MS)
+        ms = REJECT_LINGER_MS;
+    handshake_deadline(s, ms);
     return true;
 }
 
@@ -45,5 +54,4 @@ void cmd_starttls(struct session *s, const char *arg)
     s->esmtp = false;
     s->helo[0] = '\0';
     tx_reset(s);
-    set_timeouts(s, s->cfg->timeout_command_ms);
 }

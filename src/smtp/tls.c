@@ -4,6 +4,18 @@
 #include <openssl/err.h>
 #include <stdio.h>
 
+/* Mozilla's "intermediate" server configuration (ssl-config.mozilla.org,
+ * version 5.7): for TLS 1.2 only AEAD suites with forward secrecy, no CBC
+ * (LUCKY13 and its kin), no RSA key exchange; TLS 1.3 keeps OpenSSL's
+ * suites, which are all AEAD. Every mail client of the last decade has one
+ * of these. */
+static const char tls12_ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+static const char tls_groups[] = "X25519:P-256:P-384";
+
 static void ssl_error(char *err, size_t errlen, const char *what, const char *path)
 {
     char buf[256];
@@ -21,9 +33,16 @@ SSL_CTX *tls_ctx_new(const struct config *c, char *err, size_t errlen)
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* Renegotiation is a cheap way to make a server work hard; mail
-     * clients never need it. Session tickets let clients resume. */
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                             SSL_OP_NO_COMPRESSION);
+     * clients never need it. Session tickets let clients resume. With only
+     * strong suites on offer the client's preference may win (Mozilla:
+     * it knows whether it has AES hardware). */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    if (SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1 ||
+        SSL_CTX_set1_groups_list(ctx, tls_groups) != 1 || SSL_CTX_set_dh_auto(ctx, 1) != 1) {
+        ssl_error(err, errlen, "[tls]", "cipher suites");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert) != 1) {
         ssl_error(err, errlen, "[tls] cert", c->tls_cert);

@@ -148,5 +148,4 @@ def test_stats_json_on_every_node(cluster):
     for d in nodes:
         s = d.ctl_json("stats")
         assert isinstance(s, dict) and s, (d.node_name, s)
-        if "active_blocks" in s:
-            assert s["active_blocks"] == 1, (d.node_name, s)
+        assert s["blocks_in_force"] == 1 and s["active_blocks"] == 1, (d.node_name, s)

@@ -129,7 +129,8 @@ def test_smtputf8_addresses(daemon):
         assert code == 250, (code, resp)
     m = Delivered(daemon.messages()[0])
     assert m.envelope_to == ["<bøb@exämple.test>"]
-    assert re.search(r"\bwith UTF8ESMTPA\b|\bwith ESMTPA\b", m.received)
+    # RFC 6531 §3.7.3 (issue 11 item 7)
+    assert re.search(r"\bwith UTF8SMTPA\b", m.received), m.received
     assert m.body == "Subject: ünïcode\n\nhej\n".encode()
 
 

@@ -781,6 +781,76 @@ static void test_error_format(void **state)
     assert_true(strlen(err) > strlen(want));
 }
 
+/* ---- every problem at once (portcullisd -t) ----------------------------- */
+
+struct problems {
+    int n;
+    char line[8][512];
+};
+
+static void collect(void *ctx, const char *problem)
+{
+    struct problems *p = ctx;
+    if (p->n < 8)
+        snprintf(p->line[p->n], sizeof p->line[0], "%s", problem);
+    p->n++;
+}
+
+static void test_report_every_problem(void **state)
+{
+    (void)state;
+    char path[PATH_MAX], want[PATH_MAX + 128];
+    conf_path("many.conf", path, sizeof path);
+    write_file(path, "[server]\n"                 /* 1 */
+                     "max_recipients = lots\n"    /* 2 */
+                     "hostname = fine.example\n"  /* 3 */
+                     "not a key value line\n"     /* 4 */
+                     "[frob]\n"                   /* 5 */
+                     "a = 1\n"                    /* 6: once for the section */
+                     "b = 2\n"                    /* 7 */
+                     "[log]\n"                    /* 8 */
+                     "; a comment\n"              /* 9 */
+                     "level = loud\n"             /* 10 */
+                     "[guard]\n"                  /* 11 */
+                     "no_such_key = 3\n"          /* 12 */
+                     "[tls]\n"                    /* 13 */
+                     "cert = /x.pem\n");          /* 14: needs key too */
+    struct problems p = {0};
+    assert_null(config_load_report(path, collect, &p));
+    assert_int_equal(p.n, 6);
+    const char *expect[] = {
+        "%s:2: [server] max_recipients: 'lots' is not a whole number",
+        "%s:4: syntax error",
+        "%s:6: [frob] a: unknown section [frob]",
+        "%s:10: [log] level: 'loud' is not debug",
+        "%s:12: [guard] no_such_key: unknown key",
+        "%s:14: [tls] cert: give both cert and key, or neither",
+    };
+    for (int i = 0; i < 6; i++) {
+        snprintf(want, sizeof want, expect[i], path);
+        if (strncmp(p.line[i], want, strlen(want)) != 0)
+            fail_msg("problem %d: \"%s\", expected it to start \"%s\"", i, p.line[i], want);
+    }
+    /* config_load says the first of them, as before */
+    char err[512];
+    assert_null(config_load(path, err, sizeof err));
+    assert_string_equal(err, p.line[0]);
+}
+
+static void test_report_nothing_when_good(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    conf_path("good.conf", path, sizeof path);
+    write_file(path, "[server]\nmax_recipients = 7\n  ; indented comment\n\n[log]\nlevel = warn\n");
+    struct problems p = {0};
+    struct config *c = config_load_report(path, collect, &p);
+    assert_non_null(c);
+    assert_int_equal(p.n, 0);
+    assert_int_equal(c->max_recipients, 7);
+    config_unref(c);
+}
+
 static void test_missing_file(void **state)
 {
     (void)state;
@@ -895,6 +965,8 @@ int main(void)
         cmocka_unit_test(test_cert_without_key),
         cmocka_unit_test(test_error_format),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_report_every_problem),
+        cmocka_unit_test(test_report_nothing_when_good),
         cmocka_unit_test(test_small_err_buffer),
         cmocka_unit_test(test_ban_ladder_defaults),
         cmocka_unit_test(test_ban_ladder_last_repeats),

@@ -1427,10 +1427,122 @@ static void test_threads_concurrency_exact(void **state)
     config_unref(c);
 }
 
+/* ---- reject counts (issue 11 items 2, 3) ------------------------------- */
+
+struct flushed {
+    int lines;
+    uint32_t blocked, concurrency;
+    struct addr last;
+};
+
+static void on_flush(void *ctx, const struct addr *prefix, enum guard_verdict why, uint32_t n)
+{
+    struct flushed *f = ctx;
+    f->lines++;
+    f->last = *prefix;
+    assert_true(why == GUARD_REJECT_BLOCKED || why == GUARD_REJECT_CONCURRENCY);
+    assert_true(n > 0);
+    if (why == GUARD_REJECT_BLOCKED)
+        f->blocked += n;
+    else
+        f->concurrency += n;
+}
+
+static void test_reject_counts_add_up(void **state)
+{
+    (void)state;
+    struct guard *g = guard_new();
+    struct config *c = cfg();
+    struct addr key = A("10.0.0.1/32"), client = A("10.0.0.1");
+    struct guard_block m, old;
+    bool had;
+    guard_block_manual(g, &key, 1 * HOUR, T0, &m, &old, &had);
+
+    /* 100 554s in 10 s: the first is logged at once, the rest wait */
+    uint32_t logged = 0, n;
+    struct addr p;
+    for (int i = 0; i < 100; i++) {
+        assert_true(guard_check_reject(g, &client, T0 + i * 100, &n, &p));
+        if (n > 0)
+            assert_true(addr_equal(&p, &key));
+        if (i == 0)
+            assert_int_equal(n, 1);
+        logged += n;
+    }
+    assert_int_equal(logged, 1);
+    /* not a minute since the line yet: the flush leaves them */
+    struct flushed f = {0};
+    assert_int_equal(guard_reject_flush(g, T0 + 30 * SEC, false, on_flush, &f), 0);
+    /* the minute tick hands them out, once */
+    assert_int_equal(guard_reject_flush(g, T0 + 61 * SEC, false, on_flush, &f), 1);
+    assert_int_equal(f.blocked, 99);
+    assert_true(addr_equal(&f.last, &key));
+    assert_int_equal(guard_reject_flush(g, T0 + 200 * SEC, false, on_flush, &f), 0);
+    /* five more, then the block is lifted: take() gives them to its line */
+    for (int i = 0; i < 5; i++) {
+        assert_true(guard_check_reject(g, &client, T0 + 62 * SEC + i, &n, &p));
+        logged += n;
+    }
+    assert_int_equal(logged, 1);
+    uint64_t id;
+    assert_true(guard_unblock(g, &key, T0 + 63 * SEC, &id));
+    assert_int_equal(guard_reject_take(g, &key, T0 + 63 * SEC), 5);
+    assert_int_equal(guard_reject_take(g, &key, T0 + 63 * SEC), 0);
+    /* nothing pending is left, and the entry can be swept */
+    assert_int_equal(guard_reject_flush(g, T0 + DAY, true, on_flush, &f), 0);
+    assert_int_equal(logged + f.blocked + 5, 105);
+
+    /* over concurrency_limit: its own count, on the counting prefix */
+    c->concurrency_limit = 1;
+    struct addr other = A("10.0.0.2");
+    bool did;
+    assert_int_equal(guard_connect(g, c, &other, T0 + DAY, &m, &did), GUARD_ACCEPT);
+    uint32_t conc = 0;
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(guard_connect(g, c, &other, T0 + DAY + i, &m, &did), GUARD_REJECT_CONCURRENCY);
+        n = guard_concurrency_note(g, c, &other, T0 + DAY + i, &p);
+        if (i == 0)
+            assert_int_equal(n, 1);
+        conc += n;
+    }
+    assert_int_equal(conc, 1);
+    assert_string_equal(F(&p), "10.0.0.2/32");
+    /* shutdown: everything pending goes, whatever the minute */
+    memset(&f, 0, sizeof f);
+    assert_int_equal(guard_reject_flush(g, T0 + DAY + 1 * SEC, true, on_flush, &f), 1);
+    assert_int_equal(f.concurrency, 29);
+    assert_int_equal(f.blocked, 0);
+    config_unref(c);
+    guard_free(g);
+}
+
+/* issue 11 item 1: handshakes for blocked TLS clients, bounded per prefix */
+static void test_tls_reject_grant(void **state)
+{
+    (void)state;
+    struct guard *g = guard_new();
+    struct addr net = A("10.1.0.0/16"), a = A("10.1.2.3"), b = A("10.1.9.9"), clear = A("10.2.0.1");
+    struct guard_block m, old;
+    bool had;
+    guard_block_manual(g, &net, 1 * HOUR, T0, &m, &old, &had);
+    int granted = 0;
+    for (int i = 0; i < 20; i++)
+        granted += guard_tls_reject_grant(g, i % 2 ? &a : &b, T0 + i * SEC, 6);
+    assert_int_equal(granted, 6);              /* one prefix (the /16), six a minute */
+    assert_true(guard_tls_reject_grant(g, &a, T0 + 60 * SEC, 6));   /* the next minute */
+    assert_false(guard_tls_reject_grant(g, &clear, T0, 6));          /* not blocked */
+    uint64_t id;
+    assert_true(guard_unblock(g, &net, T0 + 61 * SEC, &id));
+    assert_false(guard_tls_reject_grant(g, &a, T0 + 62 * SEC, 6));
+    guard_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_reject_counts_add_up),
+        cmocka_unit_test(test_tls_reject_grant),
         cmocka_unit_test(test_auth_fifth_failure_blocks),
         cmocka_unit_test(test_blocked_honours_now),
         cmocka_unit_test(test_window_fifth_just_inside),

@@ -213,6 +213,32 @@ static void test_plain_other_authzid_refused(void **state)
     assert_false(plain("b3RoZXJAZXhhbXBsZS5vcmcAdXNlckBleGFtcGxlLm9yZwBzZWNyZXQ=", user, pass));
 }
 
+/* issue 11 item 9: another identity is a failed login (535, counted), not
+ * a response that cannot be decoded (501). */
+static void test_plain_other_identity_status(void **state)
+{
+    (void)state;
+    char user[SASL_USER_MAX], pass[SASL_PASS_MAX];
+    const char *other = "b3RoZXJAZXhhbXBsZS5vcmcAdXNlckBleGFtcGxlLm9yZwBzZWNyZXQ=";
+    memset(pass, 'Z', sizeof pass);
+    assert_int_equal(sasl_plain_parse(other, strlen(other), user, pass), SASL_PLAIN_OTHER_IDENTITY);
+    assert_string_equal(user, "user@example.org");   /* the authcid, for the log */
+    assert_int_equal(pass[0], 'Z');                  /* the password is not handed out */
+    const char *same = "dXNlckBleGFtcGxlLm9yZwB1c2VyQGV4YW1wbGUub3JnAHNlY3JldA==";
+    assert_int_equal(sasl_plain_parse(same, strlen(same), user, pass), SASL_PLAIN_OK);
+    /* malformed stays malformed, whatever the authzid */
+    const char *bad[] = {"dXNlcgBwYXNz", "", "AHVzZXIA", "b3RoZXIAdXNlcgA=", "!!!!"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(sasl_plain_parse(bad[i], strlen(bad[i]), user, pass), SASL_PLAIN_MALFORMED);
+    /* an authzid too long to be any user of ours is malformed */
+    unsigned char raw[SASL_USER_MAX + 16];
+    memset(raw, 'a', SASL_USER_MAX);
+    memcpy(raw + SASL_USER_MAX, "\0u\0p", 4);
+    char *b = ref_b64(raw, SASL_USER_MAX + 4);
+    assert_int_equal(sasl_plain_parse(b, strlen(b), user, pass), SASL_PLAIN_MALFORMED);
+    free(b);
+}
+
 static void test_plain_missing_nuls(void **state)
 {
     (void)state;
@@ -347,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_plain_no_authzid),
         cmocka_unit_test(test_plain_same_authzid),
         cmocka_unit_test(test_plain_other_authzid_refused),
+        cmocka_unit_test(test_plain_other_identity_status),
         cmocka_unit_test(test_plain_missing_nuls),
         cmocka_unit_test(test_plain_empty_fields),
         cmocka_unit_test(test_plain_nul_in_password),

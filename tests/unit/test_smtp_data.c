@@ -349,6 +349,45 @@ static void test_bare_lf(void **state)
     sink_free(&s);
 }
 
+/* issue 11 item 10: a NUL octet refuses the message (550 5.6.0), the
+ * parser reads on to the real end, nothing after it is emitted, and the
+ * verdict does not depend on how the input was cut. */
+static void test_nul_refused(void **state)
+{
+    (void)state;
+    static const char in[] = "Subject: x\r\n\r\nbefore\0SECRET-AFTER\r\nmore\r\n.\r\nNEXT";
+    size_t len = sizeof in - 1, tail = 4;
+    for (size_t i = 0; i <= len; i++) {
+        struct sink s;
+        sink_init(&s);
+        size_t cuts[1] = { i };
+        struct run r = feed_split(in, len, cuts, 1, 0, &s);
+        if (!r.done || r.error != SMTP_DATA_NUL || r.consumed != len - tail)
+            fail_msg("split at %zu: done=%d error=%d consumed=%zu", i, r.done, r.error, r.consumed);
+        if (s.buf != NULL && strstr(s.buf, "SECRET-AFTER") != NULL)
+            fail_msg("emitted after the NUL: \"%s\"", s.buf);
+        sink_free(&s);
+    }
+    /* a NUL on a dot-stuffed line, and one as the first octet */
+    static const char *const more[] = {"..\0x\r\n.\r\n", "\0\r\n.\r\n"};
+    static const size_t more_len[] = {9, 6};
+    for (size_t k = 0; k < 2; k++) {
+        struct sink s;
+        sink_init(&s);
+        struct run r = feed_all(more[k], more_len[k], 0, &s);
+        assert_true(r.done);
+        assert_int_equal(r.error, SMTP_DATA_NUL);
+        sink_free(&s);
+    }
+    /* an earlier bare LF wins over a later NUL */
+    struct sink s;
+    sink_init(&s);
+    static const char bare[] = "a\nb\0c\r\n.\r\n";
+    struct run r = feed_all(bare, sizeof bare - 1, 0, &s);
+    assert_int_equal(r.error, SMTP_DATA_BARE_CRLF);
+    sink_free(&s);
+}
+
 /* A bare CR at the end of one read followed by LF in the next is a CRLF. */
 static void test_cr_lf_across_reads_is_not_bare(void **state)
 {
@@ -613,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_size_limit_large_reads_on),
         cmocka_unit_test(test_first_error_wins),
+        cmocka_unit_test(test_nul_refused),
     };
     return cmocka_run_group_tests_name("smtp_data", tests, NULL, NULL);
 }

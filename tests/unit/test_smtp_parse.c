@@ -367,6 +367,30 @@ static void test_helo(void **state)
     assert_false(smtp_valid_helo("foo\x7f"));
     assert_false(smtp_valid_helo("foo\r"));
 
+    /* issue 11 item 8: a domain or an address literal, nothing else */
+    assert_true(smtp_valid_helo("localhost.localdomain"));
+    assert_true(smtp_valid_helo("DESKTOP_4F2A.corp.example"));     /* Windows names */
+    assert_true(smtp_valid_helo("mail.example.com."));             /* trailing dot */
+    assert_true(smtp_valid_helo("192.168.1.5"));                   /* bare IPv4 */
+    assert_true(smtp_valid_helo("m\xc3\xbcller.example"));          /* U-label */
+    assert_true(smtp_valid_helo("[IPV6:::1]"));
+    assert_true(smtp_valid_helo("[x-tag:some.thing]"));
+    assert_false(smtp_valid_helo("m\xfcller.example"));             /* Latin-1, not UTF-8 */
+    assert_false(smtp_valid_helo("a\xc3"));                         /* cut UTF-8 */
+    assert_false(smtp_valid_helo("\xed\xa0\x80.example"));          /* a surrogate */
+    assert_false(smtp_valid_helo("foo\x1b[31m"));                   /* terminal escape */
+    assert_false(smtp_valid_helo("a..b"));
+    assert_false(smtp_valid_helo(".example"));
+    assert_false(smtp_valid_helo("host;rm"));
+    assert_false(smtp_valid_helo("a(b)"));
+    assert_false(smtp_valid_helo("<host>"));
+    assert_false(smtp_valid_helo("[192.0.2.300]"));
+    assert_false(smtp_valid_helo("[IPv6:not-an-address]"));
+    assert_false(smtp_valid_helo("[192.0.2.1"));
+    assert_false(smtp_valid_helo("[]"));
+    assert_false(smtp_valid_helo("[tag:a]b]"));
+    assert_false(smtp_valid_helo("[:x]"));
+
     char s[300];
     memset(s, 'a', 255);
     s[255] = 0;
@@ -374,6 +398,21 @@ static void test_helo(void **state)
     memset(s, 'a', 256);
     s[256] = 0;
     assert_false(smtp_valid_helo(s));
+}
+
+/* issue 11 item 7: RFC 3848 and RFC 6531 §3.7.3 */
+static void test_with_protocol(void **state)
+{
+    (void)state;
+    assert_string_equal(smtp_with_protocol(false, false, false, false), "SMTP");
+    assert_string_equal(smtp_with_protocol(true, false, false, false), "ESMTP");
+    assert_string_equal(smtp_with_protocol(true, false, true, false), "ESMTPA");
+    assert_string_equal(smtp_with_protocol(true, true, false, false), "ESMTPS");
+    assert_string_equal(smtp_with_protocol(true, true, true, false), "ESMTPSA");
+    assert_string_equal(smtp_with_protocol(true, false, false, true), "UTF8SMTP");
+    assert_string_equal(smtp_with_protocol(true, false, true, true), "UTF8SMTPA");
+    assert_string_equal(smtp_with_protocol(true, true, false, true), "UTF8SMTPS");
+    assert_string_equal(smtp_with_protocol(true, true, true, true), "UTF8SMTPSA");
 }
 
 int main(void)
@@ -397,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_rcpt_postmaster),
         cmocka_unit_test(test_rcpt_quoted_local_part),
         cmocka_unit_test(test_helo),
+        cmocka_unit_test(test_with_protocol),
     };
     return cmocka_run_group_tests_name("smtp_parse", tests, NULL, NULL);
 }
