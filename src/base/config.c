@@ -165,6 +165,11 @@ static bool parse_listen_one(const char *w, struct listen_addr *l)
     return parse_host_port(buf, 0, &l->addr, &l->port);
 }
 
+bool config_host_port(const char *w, struct addr *a, uint16_t *port)
+{
+    return parse_host_port(w, 0, a, port);
+}
+
 /* A nameserver: the port defaults to 53. */
 static bool parse_resolver_one(const char *w, struct resolver_addr *r)
 {
