@@ -21,12 +21,11 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/crypto.h>
-#include "deliver/deliver.h"
 #include "base/log.h"
 #include "proto/proxy.h"
 #include "smtp/rdns.h"
 #include "proto/sasl.h"
-#include "smtp/server.h"
+#include "smtp/session.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_parse.h"
 #include "smtp/tls.h"
@@ -50,10 +49,19 @@ enum state {
 #define ERRORS_MAX 20
 #define REJECT_LINGER_MS 10000
 
+/* The transaction: from MAIL to the end of DATA or RSET. */
+struct tx {
+    bool active;
+    char id[UTIL_ID_LEN];        /* the queue id: Received:, the 250, the file */
+    struct smtp_mail_from mail;
+    size_t nrcpt;                /* recipients the backend took */
+    struct smtp_data data;
+    struct deliver_tx *dtx;      /* the backend's side, until end or abort */
+};
+
 struct session {
     TAILQ_ENTRY(session) link;
-    struct worker *w;
-    struct server *srv;
+    struct session_env *env;
     struct config *cfg;
     struct bufferevent *bev;
     evutil_socket_t fd;
@@ -62,8 +70,11 @@ struct session {
     struct addr peer, client;
     char ip[ADDR_STRLEN];
     char sid[UTIL_ID_LEN];
+    uint16_t port;
     uint64_t epoch;
     bool counted, allowed, esmtp, tls, authed, busy, closing, dead, discard_line, tls_closed;
+    bool calling;                /* inside a backend call: its callback must not re-enter process() */
+    bool held;                   /* the backend asked us to stop reading the message */
     bool linger;                 /* we hang up on a client that may still be sending */
     bool peer_gone;
     bool proxy_local;            /* the proxy's own health check: no client to name */
@@ -74,17 +85,11 @@ struct session {
     char user[SASL_USER_MAX];
     struct event *timer;         /* failure_delay, then the closing poll */
     int64_t close_by;
-
-    /* the transaction: from MAIL to the end of DATA or RSET */
-    bool in_tx;
-    struct smtp_mail_from mail;
-    char (*rcpt)[SMTP_PATH_MAX + 1];
-    size_t nrcpt, rcpt_cap;
-    struct smtp_data data;
-    struct evbuffer *msg;
+    struct tx tx;
 };
 
 static void process(struct session *s);
+static void session_free(struct session *s);
 static void on_read(struct bufferevent *bev, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -104,18 +109,36 @@ static void reply(struct session *s, const char *fmt, ...)
 
 static void tx_reset(struct session *s)
 {
-    s->in_tx = false;
-    s->nrcpt = 0;
-    memset(&s->mail, 0, sizeof s->mail);
-    if (s->msg != NULL)
-        evbuffer_drain(s->msg, evbuffer_get_length(s->msg));
+    if (s->tx.dtx != NULL)
+        s->env->deliver->ops->abort(s->tx.dtx);
+    memset(&s->tx, 0, sizeof s->tx);
+    s->held = false;
 }
 
-static void linger_fd(struct worker *w, evutil_socket_t fd);
+/* The start of a backend's callback: false when the session died while
+ * it waited (it is freed now). */
+static bool wake(struct session *s)
+{
+    s->busy = false;
+    if (!s->dead)
+        return true;
+    session_free(s);
+    return false;
+}
+
+/* The end of it: read on, unless the answer came inside the call that
+ * asked for it (process() is then still running and goes on by itself). */
+static void carry_on(struct session *s)
+{
+    if (!s->calling)
+        process(s);
+}
+
+static void linger_fd(struct session_env *env, evutil_socket_t fd);
 
 static void session_free(struct session *s)
 {
-    struct server *srv = s->srv;
+    struct session_env *env = s->env;
     /* Hanging up on a client that is still sending would answer its next
      * bytes with a RST, which can destroy our last reply (the 421) before
      * it reads it: stop writing, drain what it sends, then close. */
@@ -125,29 +148,27 @@ static void session_free(struct session *s)
         keep = fd >= 0 ? dup(fd) : -1;
     }
     if (s->counted)
-        guard_disconnect(srv->guard, s->cfg, &s->client);
+        guard_disconnect(env->guard, s->cfg, &s->client);
+    if (s->tx.dtx != NULL)
+        env->deliver->ops->abort(s->tx.dtx);
     if (s->rdns != NULL)
         rdns_cancel(s->rdns);    /* its callback will not find us */
     free(s->rdns_name);
     log_event(LOG_DEBUG, "close", "ip", s->ip, "session", s->sid, NULL);
-    TAILQ_REMOVE(&s->w->sessions, s, link);
+    TAILQ_REMOVE(&env->sessions, s, link);
     if (s->bev != NULL)
         bufferevent_free(s->bev);
     else if (s->fd >= 0)
         close(s->fd);
     if (s->timer != NULL)
         event_free(s->timer);
-    if (s->msg != NULL)
-        evbuffer_free(s->msg);
-    free(s->rcpt);
     config_unref(s->cfg);
-    struct worker *w = s->w;
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
     if (keep >= 0)
-        linger_fd(w, keep);      /* still counted in clients until closed */
+        linger_fd(env, keep);    /* still counted in clients until closed */
     else
-        atomic_fetch_sub(&srv->clients, 1);
+        atomic_fetch_sub(env->clients, 1);
 }
 
 /* Bytes not yet handed to the kernel. Under TLS the filter passes its
@@ -199,7 +220,7 @@ static void finish(struct session *s)
      * see its socket drain, so look again shortly. */
     if (bufferevent_get_underlying(s->bev) != NULL && !evtimer_pending(s->timer, NULL)) {
         struct timeval tv = {0, 20000};
-        event_assign(s->timer, s->w->base, -1, 0, finish_later, s);
+        event_assign(s->timer, s->env->base, -1, 0, finish_later, s);
         evtimer_add(s->timer, &tv);
     }
 }
@@ -221,11 +242,12 @@ static void hang_up(struct session *s)
 
 static void offend(struct session *s, enum guard_offense what)
 {
+    struct session_env *env = s->env;
     struct guard_block made;
-    if (guard_offend(s->srv->guard, s->cfg, &s->client, what, util_now_ms(), &made))
-        server_block_made(s->srv, &made, s->sid);
-    server_count(s->srv, s->cfg, &s->client,
-                 what == GUARD_OFFENSE_AUTH ? GUARD_AUTH_FAILURES : GUARD_UNAUTH_ATTEMPTS);
+    if (guard_offend(env->guard, s->cfg, &s->client, what, util_now_ms(), &made))
+        env->hooks->block_made(env->ctx, &made, s->sid);
+    env->hooks->count(env->ctx, s->cfg, &s->client,
+                      what == GUARD_OFFENSE_AUTH ? GUARD_AUTH_FAILURES : GUARD_UNAUTH_ATTEMPTS);
 }
 
 /* SPEC §3: once the client's prefix is blocked, its sessions end at their
@@ -235,19 +257,34 @@ static bool blocked_now(struct session *s)
 {
     if (s->allowed)
         return false;
-    uint64_t e = guard_epoch(s->srv->guard);
+    uint64_t e = guard_epoch(s->env->guard);
     if (e == s->epoch)
         return false;
     s->epoch = e;
-    return guard_blocked(s->srv->guard, &s->client, util_now_ms());
+    return guard_blocked(s->env->guard, &s->client, util_now_ms());
 }
 
 /* ---- the pieces of a dialogue ---------------------------------------- */
 
+/* TLS, or a network trusted to carry passwords in the clear. */
+static bool auth_secured(const struct session *s)
+{
+    return s->tls || cidr_list_match(&s->cfg->plain_auth_from, &s->client);
+}
+
 static bool auth_allowed(const struct session *s)
 {
-    return !s->cfg->require_tls_for_auth || s->tls ||
-           cidr_list_match(&s->cfg->plain_auth_from, &s->client);
+    return !s->cfg->require_tls_for_auth || auth_secured(s);
+}
+
+/* The mechanisms both the configuration and the backend offer. */
+static unsigned auth_mechanisms(const struct session *s)
+{
+    struct auth *a = s->env->hooks->auth(s->env->ctx);
+    unsigned m = a->ops->mechanisms(a);
+    auth_unref(a);
+    return m & ((s->cfg->mech_plain ? AUTH_MECH_PLAIN : 0) |
+                (s->cfg->mech_login ? AUTH_MECH_LOGIN : 0));
 }
 
 static bool tls_offered(const struct session *s)
@@ -280,9 +317,11 @@ static void cmd_helo(struct session *s, const char *arg, bool esmtp)
     snprintf(lines[n++], sizeof lines[0], "ENHANCEDSTATUSCODES");
     if (tls_offered(s))
         snprintf(lines[n++], sizeof lines[0], "STARTTLS");
-    if (!s->authed && auth_allowed(s))
-        snprintf(lines[n++], sizeof lines[0], "AUTH%s%s", c->mech_plain ? " PLAIN" : "",
-                 c->mech_login ? " LOGIN" : "");
+    if (!s->authed && auth_allowed(s)) {
+        unsigned m = auth_mechanisms(s);
+        snprintf(lines[n++], sizeof lines[0], "AUTH%s%s", m & AUTH_MECH_PLAIN ? " PLAIN" : "",
+                 m & AUTH_MECH_LOGIN ? " LOGIN" : "");
+    }
     reply(s, "250-%s", c->hostname);
     for (int i = 0; i < n; i++)
         reply(s, "250%c%s", i == n - 1 ? ' ' : '-', lines[i]);
@@ -298,7 +337,7 @@ static void cmd_starttls(struct session *s, const char *arg)
         reply(s, "503 5.5.1 Already in TLS");
         return;
     }
-    SSL_CTX *ctx = tls_offered(s) ? server_tls(s->srv) : NULL;
+    SSL_CTX *ctx = tls_offered(s) ? s->env->hooks->tls(s->env->ctx) : NULL;
     SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
     if (ctx != NULL)
         SSL_CTX_free(ctx);      /* the SSL holds its own reference */
@@ -312,7 +351,7 @@ static void cmd_starttls(struct session *s, const char *arg)
     struct evbuffer *in = bufferevent_get_input(s->bev);
     evbuffer_drain(in, evbuffer_get_length(in));
     struct bufferevent *f = bufferevent_openssl_filter_new(
-        s->w->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+        s->env->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (f == NULL) {
         SSL_free(ssl);
         close_after_reply(s);
@@ -331,103 +370,68 @@ static void cmd_starttls(struct session *s, const char *arg)
 
 /* -- AUTH -- */
 
-struct auth_job {
-    struct session *s;
-    struct users *users;
-    int64_t cache_ttl;
-    char user[SASL_USER_MAX];
-    char pass[SASL_PASS_MAX];
-    bool ok;
-};
-
-static void auth_work(void *arg)
-{
-    struct auth_job *j = arg;
-    j->ok = users_verify(j->users, j->user, j->pass);
-    if (j->ok)
-        users_cache_add(j->users, j->user, j->pass, util_mono_ms(), j->cache_ttl);
-    OPENSSL_cleanse(j->pass, sizeof j->pass);
-}
-
 static void auth_fail_reply(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct session *s = arg;
-    s->busy = false;
-    if (s->dead) {
-        session_free(s);
+    if (!wake(s))
         return;
-    }
     reply(s, "535 5.7.8 Authentication credentials invalid");
     process(s);
 }
 
-static void auth_succeeded(struct session *s, const char *user)
+static void auth_done(void *arg, enum auth_result r)
 {
+    struct session *s = arg;
+    if (!wake(s))
+        return;
     s->state = ST_CMD;
-    s->busy = false;
-    s->authed = true;
-    util_strlcpy(s->user, user, sizeof s->user);
-    atomic_fetch_add(&s->srv->stats.auth_ok, 1);
-    log_event(LOG_INFO, "auth", "ip", s->ip, "session", s->sid, "result", "ok",
-              "user", user, NULL);
-    reply(s, "235 2.7.0 Authentication successful");
-}
-
-static void auth_done(void *arg)
-{
-    struct auth_job *j = arg;
-    struct session *s = j->s;
-    users_unref(j->users);
-    if (s->dead) {
-        s->busy = false;
-        session_free(s);
-        free(j);
+    if (r == AUTH_OK) {
+        s->authed = true;
+        atomic_fetch_add(&s->env->stats->auth_ok, 1);
+        log_event(LOG_INFO, "auth", "ip", s->ip, "session", s->sid, "result", "ok",
+                  "user", s->user, NULL);
+        reply(s, "235 2.7.0 Authentication successful");
+        carry_on(s);
         return;
     }
-    s->state = ST_CMD;
-    if (j->ok) {
-        auth_succeeded(s, j->user);
-        free(j);
-        process(s);
+    if (r == AUTH_TEMPFAIL) {
+        s->user[0] = '\0';
+        reply(s, "454 4.7.0 Temporary authentication failure");
+        carry_on(s);
         return;
     }
-    atomic_fetch_add(&s->srv->stats.auth_fail, 1);
+    atomic_fetch_add(&s->env->stats->auth_fail, 1);
     log_event(LOG_INFO, "auth", "ip", s->ip, "session", s->sid, "result", "fail",
-              "user", j->user, NULL);
-    free(j);
+              "user", s->user, NULL);
+    s->user[0] = '\0';
     offend(s, GUARD_OFFENSE_AUTH);
     /* The tarpit: every 535 waits, whether the user exists or not. */
+    s->busy = true;
     int64_t ms = s->cfg->failure_delay_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(s->timer, &tv);
 }
 
+/* Asks the auth backend; the answer comes to auth_done. s->user holds the
+ * name meanwhile (and after, if it was right). */
 static void auth_check(struct session *s, const char *user, const char *pass)
 {
-    struct users *u = server_users(s->srv);
-    /* A recent success with this very password: no need for the pool (we
-     * are inside process(), so answer here rather than re-enter it). */
-    if (s->cfg->auth_cache_ttl_ms > 0 && users_cache_hit(u, user, pass, util_mono_ms())) {
-        users_unref(u);
-        auth_succeeded(s, user);
-        return;
-    }
-    struct auth_job *j = calloc(1, sizeof *j);
-    if (j == NULL) {
-        users_unref(u);
-        reply(s, "454 4.7.0 Temporary authentication failure");
-        s->state = ST_CMD;
-        return;
-    }
-    j->s = s;
-    j->users = u;               /* the job's reference */
-    j->cache_ttl = s->cfg->auth_cache_ttl_ms;
-    util_strlcpy(j->user, user, sizeof j->user);
+    struct session_env *env = s->env;
+    struct auth *a = env->hooks->auth(env->ctx);
+    struct addr local = {0};
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(s->fd, (struct sockaddr *)&ss, &sl) == 0)
+        addr_from_sockaddr((struct sockaddr *)&ss, &local);
+    struct auth_context ctx = {&s->client, &local, auth_secured(s), s->sid};
+    util_strlcpy(s->user, user, sizeof s->user);
     s->busy = true;
-    util_strlcpy(j->pass, pass, sizeof j->pass);
-    pool_submit(s->srv->pool, s->w->mb, auth_work, auth_done, j);
+    s->calling = true;
+    a->ops->verify(a, s->cfg, env->pool, env->mb, user, pass, &ctx, auth_done, s);
+    s->calling = false;
+    auth_unref(a);
 }
 
 static void auth_plain(struct session *s, const char *b64)
@@ -452,7 +456,7 @@ static void cmd_auth(struct session *s, const char *arg)
         reply(s, "503 5.5.1 Send EHLO first");
         return;
     }
-    if (s->in_tx) {
+    if (s->tx.active) {
         reply(s, "503 5.5.1 AUTH not allowed during a mail transaction");
         return;
     }
@@ -465,8 +469,9 @@ static void cmd_auth(struct session *s, const char *arg)
     memcpy(mech, arg, n);
     mech[n] = '\0';
     const char *ir = arg[n] == ' ' ? arg + n + 1 : NULL;
-    bool plain = strcasecmp(mech, "PLAIN") == 0 && s->cfg->mech_plain;
-    bool login = strcasecmp(mech, "LOGIN") == 0 && s->cfg->mech_login;
+    unsigned offered = auth_mechanisms(s);
+    bool plain = strcasecmp(mech, "PLAIN") == 0 && (offered & AUTH_MECH_PLAIN);
+    bool login = strcasecmp(mech, "LOGIN") == 0 && (offered & AUTH_MECH_LOGIN);
     if (!plain && !login) {
         reply(s, "504 5.5.4 Unrecognized authentication mechanism");
         return;
@@ -537,43 +542,84 @@ static void auth_response(struct session *s, const char *line)
 
 /* -- the transaction -- */
 
+static const char *protocol(const struct session *s)
+{
+    /* RFC 3848 */
+    if (!s->esmtp)
+        return "SMTP";
+    return s->tls ? (s->authed ? "ESMTPSA" : "ESMTPS") : (s->authed ? "ESMTPA" : "ESMTP");
+}
+
+/* The backend drained what made it hold the message: read on. */
+static void data_resume(void *arg)
+{
+    struct session *s = arg;
+    s->held = false;
+    carry_on(s);
+}
+
 static void cmd_mail(struct session *s, const char *arg)
 {
     if (s->helo[0] == '\0') {
         reply(s, "503 5.5.1 Send HELO/EHLO first");
         return;
     }
-    if (s->in_tx) {
+    if (s->tx.active) {
         reply(s, "503 5.5.1 Nested MAIL command");
         return;
     }
     if (!s->authed) {
-        atomic_fetch_add(&s->srv->stats.unauth_mail, 1);
+        atomic_fetch_add(&s->env->stats->unauth_mail, 1);
         reply(s, "530 5.7.0 Authentication required");
         offend(s, GUARD_OFFENSE_UNAUTH);
         return;
     }
+    struct tx *t = &s->tx;
     struct smtp_error err;
-    if (!smtp_parse_mail(arg, &s->mail, &err)) {
+    if (!smtp_parse_mail(arg, &t->mail, &err)) {
         reply(s, "%d %s", err.code, err.text);
         return;
     }
-    if (s->mail.smtputf8 && !s->esmtp) {
+    if (t->mail.smtputf8 && !s->esmtp) {
         reply(s, "555 5.5.4 SMTPUTF8 needs EHLO");
         return;
     }
-    if (s->mail.has_size && s->mail.size > (uint64_t)s->cfg->max_message_size) {
+    if (t->mail.has_size && t->mail.size > (uint64_t)s->cfg->max_message_size) {
         reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
         return;
     }
-    s->in_tx = true;
-    s->nrcpt = 0;
+    util_new_id(t->id);
+    struct deliver_envelope e = {
+        .queue_id = t->id, .session = s->sid, .sender = t->mail.path, .client = &s->client,
+        .client_port = s->port, .helo = s->helo, .user = s->user, .proto = protocol(s),
+        .tls = s->tls, .smtputf8 = t->mail.smtputf8, .body_8bit = t->mail.body == BODY_8BITMIME,
+    };
+    struct session_env *env = s->env;
+    t->dtx = env->deliver->ops->begin(env->deliver, s->cfg, env->pool, env->mb, &e,
+                                      data_resume, s);
+    if (t->dtx == NULL) {
+        tx_reset(s);
+        reply(s, "452 4.3.1 Insufficient system resources");
+        return;
+    }
+    t->active = true;
     reply(s, "250 2.1.0 Ok");
+}
+
+static void rcpt_done(void *arg, const struct deliver_reply *r)
+{
+    struct session *s = arg;
+    if (!wake(s))
+        return;
+    if (r->status == DELIVER_OK)
+        s->tx.nrcpt++;
+    reply(s, "%d %s %s", r->code, r->enhanced, r->text);
+    carry_on(s);
 }
 
 static void cmd_rcpt(struct session *s, const char *arg)
 {
-    if (!s->in_tx) {
+    if (!s->tx.active) {
         reply(s, "503 5.5.1 Need MAIL command");
         return;
     }
@@ -583,124 +629,20 @@ static void cmd_rcpt(struct session *s, const char *arg)
         reply(s, "%d %s", err.code, err.text);
         return;
     }
-    if (!s->mail.smtputf8)
+    if (!s->tx.mail.smtputf8)
         for (const char *p = r.path; *p; p++)
             if ((unsigned char)*p >= 0x80) {
                 reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
                 return;
             }
-    if (s->nrcpt >= (size_t)s->cfg->max_recipients) {
+    if (s->tx.nrcpt >= (size_t)s->cfg->max_recipients) {
         reply(s, "452 4.5.3 Too many recipients");
         return;
     }
-    if (s->nrcpt == s->rcpt_cap) {
-        size_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 4;
-        void *v = realloc(s->rcpt, cap * sizeof *s->rcpt);
-        if (v == NULL) {
-            reply(s, "452 4.3.1 Insufficient system resources");
-            return;
-        }
-        s->rcpt = v;
-        s->rcpt_cap = cap;
-    }
-    memcpy(s->rcpt[s->nrcpt++], r.path, sizeof r.path);
-    reply(s, "250 2.1.5 Ok");
-}
-
-static void data_emit(void *ctx, const char *p, size_t n)
-{
-    evbuffer_add(ctx, p, n);
-}
-
-static void cmd_data(struct session *s, const char *arg)
-{
-    if (*arg != '\0') {
-        reply(s, "501 5.5.4 Syntax: DATA");
-        return;
-    }
-    if (!s->in_tx) {
-        reply(s, "503 5.5.1 Need MAIL command");
-        return;
-    }
-    if (s->nrcpt == 0) {
-        reply(s, "503 5.5.1 Need RCPT command");
-        return;
-    }
-    if (s->msg == NULL && (s->msg = evbuffer_new()) == NULL) {
-        reply(s, "452 4.3.1 Insufficient system resources");
-        return;
-    }
-    smtp_data_init(&s->data, (uint64_t)s->cfg->max_message_size, data_emit, s->msg);
-    s->state = ST_DATA;
-    struct timeval tv = {s->cfg->timeout_data_ms / 1000, (s->cfg->timeout_data_ms % 1000) * 1000};
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
-    reply(s, "354 End data with <CR><LF>.<CR><LF>");
-}
-
-struct deliver_job {
-    struct session *s;
-    struct config *cfg;
-    struct evbuffer *body;
-    char *head;
-    size_t headlen;
-    char id[UTIL_ID_LEN];
-    enum deliver_result r;
-    char err[512];
-};
-
-static void deliver_work(void *arg)
-{
-    struct deliver_job *j = arg;
-    j->r = maildir_deliver(j->cfg->maildir, j->cfg->hostname, j->id, j->head, j->headlen,
-                           j->body, j->err, sizeof j->err);
-}
-
-static void deliver_done(void *arg)
-{
-    struct deliver_job *j = arg;
-    struct session *s = j->s;
-    s->busy = false;
-    if (j->r == DELIVER_OK) {
-        atomic_fetch_add(&s->srv->stats.messages, 1);
-        char n[16];
-        snprintf(n, sizeof n, "%zu", s->nrcpt);
-        log_event(LOG_INFO, "delivered", "ip", s->ip, "session", s->sid, "id", j->id,
-                  "user", s->user, "from", s->mail.path, "rcpts", n, NULL);
-    } else {
-        atomic_fetch_add(&s->srv->stats.delivery_failures, 1);
-        log_event(LOG_ERROR, "delivery_failed", "ip", s->ip, "session", s->sid, "id", j->id,
-                  "error", j->err, NULL);
-    }
-    bool dead = s->dead;
-    if (!dead) {
-        if (j->r == DELIVER_OK)
-            reply(s, "250 2.0.0 Ok: queued as %s", j->id);
-        else if (j->r == DELIVER_NOSPACE)
-            reply(s, "452 4.3.1 Insufficient system storage");
-        else
-            reply(s, "451 4.3.0 Local error in processing, try again later");
-        tx_reset(s);
-        /* The body buffer was the session's: it serves the next message. */
-        s->msg = j->body;
-        j->body = NULL;
-    }
-    if (j->body != NULL)
-        evbuffer_free(j->body);
-    config_unref(j->cfg);
-    free(j->head);
-    free(j);
-    if (dead)
-        session_free(s);
-    else
-        process(s);
-}
-
-static const char *protocol(const struct session *s)
-{
-    /* RFC 3848 */
-    if (!s->esmtp)
-        return "SMTP";
-    return s->tls ? (s->authed ? "ESMTPSA" : "ESMTPS") : (s->authed ? "ESMTPA" : "ESMTP");
+    s->busy = true;
+    s->calling = true;
+    s->env->deliver->ops->rcpt(s->tx.dtx, r.path, rcpt_done, s);
+    s->calling = false;
 }
 
 /* reverse_dns: the client's name is looked up when the dialogue starts
@@ -711,14 +653,9 @@ static bool wants_name(const struct session *s)
     return s->cfg->reverse_dns && !s->proxy_local;
 }
 
-static char *build_head(struct session *s, const char *id, size_t *len)
+/* Our Received: header (SPEC §3), the first lines the backend gets. */
+static size_t received(struct session *s, char *out, size_t outlen)
 {
-    struct evbuffer *h = evbuffer_new();
-    if (h == NULL)
-        return NULL;
-    evbuffer_add_printf(h, "Return-Path: <%s>\n", s->mail.path);
-    for (size_t i = 0; i < s->nrcpt; i++)
-        evbuffer_add_printf(h, "X-Envelope-To: <%s>\n", s->rcpt[i]);
     char date[64], tlsinfo[160] = "";
     util_rfc5322_date(util_now_ms(), date, sizeof date);
     if (s->tls) {
@@ -730,22 +667,76 @@ static char *build_head(struct session *s, const char *id, size_t *len)
      * forward, "unknown" when looked up (or still looking: the message
      * never waits for DNS). */
     const char *name = !wants_name(s) ? NULL : s->rdns_name != NULL ? s->rdns_name : "unknown";
-    evbuffer_add_printf(h, "Received: from %s (%s%s[%s])\n\tby %s (Portcullis) with %s id %s",
-                        s->helo, name != NULL ? name : "", name != NULL ? " " : "", s->ip,
-                        s->cfg->hostname, protocol(s), id);
-    if (tlsinfo[0] != '\0')
-        evbuffer_add_printf(h, "\n\t(using %s)", tlsinfo);
-    if (s->authed)
-        evbuffer_add_printf(h, "\n\t(authenticated user %s)", s->user);
-    evbuffer_add_printf(h, ";\n\t%s\n", date);
-    *len = evbuffer_get_length(h);
-    char *out = malloc(*len + 1);
-    if (out != NULL) {
-        evbuffer_remove(h, out, *len);
-        out[*len] = '\0';
+    int n = snprintf(out, outlen, "Received: from %s (%s%s[%s])\n\tby %s (Portcullis) with %s id %s"
+                     "%s%s%s" "%s%s%s" ";\n\t%s\n",
+                     s->helo, name != NULL ? name : "", name != NULL ? " " : "", s->ip,
+                     s->cfg->hostname, protocol(s), s->tx.id,
+                     tlsinfo[0] ? "\n\t(using " : "", tlsinfo, tlsinfo[0] ? ")" : "",
+                     s->authed ? "\n\t(authenticated user " : "", s->authed ? s->user : "",
+                     s->authed ? ")" : "", date);
+    return n < 0 || (size_t)n >= outlen ? 0 : (size_t)n;
+}
+
+/* The message, as the parser emits it, goes straight to the backend. */
+static void data_emit(void *ctx, const char *p, size_t n)
+{
+    struct session *s = ctx;
+    if (!s->env->deliver->ops->write(s->tx.dtx, p, n))
+        s->held = true;
+}
+
+static void cmd_data(struct session *s, const char *arg)
+{
+    if (*arg != '\0') {
+        reply(s, "501 5.5.4 Syntax: DATA");
+        return;
     }
-    evbuffer_free(h);
-    return out;
+    if (!s->tx.active) {
+        reply(s, "503 5.5.1 Need MAIL command");
+        return;
+    }
+    if (s->tx.nrcpt == 0) {
+        reply(s, "503 5.5.1 Need RCPT command");
+        return;
+    }
+    char head[2048];
+    size_t n = received(s, head, sizeof head);
+    if (n == 0) {
+        tx_reset(s);
+        reply(s, "451 4.3.0 Local error in processing, try again later");
+        return;
+    }
+    smtp_data_init(&s->tx.data, (uint64_t)s->cfg->max_message_size, data_emit, s);
+    data_emit(s, head, n);
+    s->state = ST_DATA;
+    struct timeval tv = {s->cfg->timeout_data_ms / 1000, (s->cfg->timeout_data_ms % 1000) * 1000};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void data_done(void *arg, const struct deliver_reply *r)
+{
+    struct session *s = arg;
+    struct tx *t = &s->tx;
+    if (r->status == DELIVER_OK) {
+        atomic_fetch_add(&s->env->stats->messages, 1);
+        char n[16];
+        snprintf(n, sizeof n, "%zu", t->nrcpt);
+        log_event(LOG_INFO, "delivered", "ip", s->ip, "session", s->sid, "id", t->id,
+                  "user", s->user, "from", t->mail.path, "rcpts", n, NULL);
+    } else {
+        atomic_fetch_add(&s->env->stats->delivery_failures, 1);
+        log_event(LOG_ERROR, "delivery_failed", "ip", s->ip, "session", s->sid, "id", t->id,
+                  "error", r->detail, NULL);
+    }
+    if (!wake(s))
+        return;
+    if (r->status == DELIVER_OK)
+        reply(s, "250 2.0.0 Ok: queued as %s", t->id);
+    else
+        reply(s, "%d %s %s", r->code, r->enhanced, r->text);
+    tx_reset(s);
+    carry_on(s);
 }
 
 static void data_end(struct session *s)
@@ -753,58 +744,51 @@ static void data_end(struct session *s)
     s->state = ST_CMD;
     struct timeval tv = {s->cfg->timeout_command_ms / 1000, (s->cfg->timeout_command_ms % 1000) * 1000};
     bufferevent_set_timeouts(s->bev, &tv, &tv);
-    switch (s->data.error) {
+    const char *refused = NULL;
+    switch (s->tx.data.error) {
     case SMTP_DATA_TOO_BIG:
-        reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
-        tx_reset(s);
-        return;
+        refused = "552 5.3.4 Message size exceeds fixed maximum message size";
+        break;
     case SMTP_DATA_LINE_TOO_LONG:
-        reply(s, "550 5.6.0 Message line too long (1000 octets at most)");
-        tx_reset(s);
-        return;
+        refused = "550 5.6.0 Message line too long (1000 octets at most)";
+        break;
     case SMTP_DATA_BARE_CRLF:
-        reply(s, "550 5.6.0 Bare CR or LF not allowed");
-        tx_reset(s);
-        return;
+        refused = "550 5.6.0 Bare CR or LF not allowed";
+        break;
     case SMTP_DATA_OK:
         break;
     }
-    struct deliver_job *j = calloc(1, sizeof *j);
-    if (j != NULL) {
-        util_new_id(j->id);
-        j->head = build_head(s, j->id, &j->headlen);
-    }
-    if (j == NULL || j->head == NULL) {
-        free(j);
-        reply(s, "451 4.3.0 Local error in processing, try again later");
-        tx_reset(s);
+    if (refused != NULL) {
+        reply(s, "%s", refused);
+        tx_reset(s);              /* the backend forgets what it had */
         return;
     }
-    j->s = s;
-    j->cfg = config_ref(s->cfg);
-    j->body = s->msg;       /* the pool owns it until deliver_done */
-    s->msg = NULL;
+    struct deliver_tx *dtx = s->tx.dtx;
+    s->tx.dtx = NULL;             /* the backend's until data_done */
+    s->held = false;
     s->busy = true;
-    pool_submit(s->srv->pool, s->w->mb, deliver_work, deliver_done, j);
+    s->calling = true;
+    s->env->deliver->ops->end(dtx, data_done, s);
+    s->calling = false;
 }
 
-/* Feeds what has arrived of the message; false when it needs more. */
+/* Feeds what has arrived of the message; false when it needs more, or
+ * when the backend holds us back. */
 static bool feed_data(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
-    while (evbuffer_get_length(in) > 0 && !s->data.done) {
+    while (evbuffer_get_length(in) > 0 && !s->tx.data.done && !s->held) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
-        size_t used = smtp_data_feed(&s->data, v.iov_base, v.iov_len);
+        size_t used = smtp_data_feed(&s->tx.data, v.iov_base, v.iov_len);
         evbuffer_drain(in, used);
     }
-    if (!s->data.done)
+    if (!s->tx.data.done)
         return false;
     data_end(s);
     return true;
 }
-
 /* -- the rest -- */
 
 static void cmd_simple(struct session *s, enum smtp_verb v, const char *arg)
@@ -870,7 +854,7 @@ static void handle_line(struct session *s, const char *line)
         auth_response(s, line);
         return;
     }
-    if (atomic_load(&s->srv->stopping) && !s->in_tx) {
+    if (atomic_load(s->env->stopping) && !s->tx.active) {
         reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
         hang_up(s);
         return;
@@ -964,7 +948,7 @@ static bool read_proxy(struct session *s)
     if (st == PROXY_NEED_MORE)
         return false;
     if (st == PROXY_INVALID) {
-        atomic_fetch_add(&s->srv->stats.proxy_errors, 1);
+        atomic_fetch_add(&s->env->stats->proxy_errors, 1);
         log_event(LOG_WARN, "proxy_error", "peer", s->ip, "session", s->sid, NULL);
         close_after_reply(s);
         return false;
@@ -1057,7 +1041,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
  * session object, no buffer, no log line of its own. */
 struct rejected {
     TAILQ_ENTRY(rejected) link;  /* on w->rejected or w->lingering, oldest first */
-    struct worker *w;
+    struct session_env *env;
     int fd;
     int64_t deadline;
     uint16_t col;          /* column in the current line */
@@ -1079,19 +1063,19 @@ struct rejected {
  */
 static void rejected_free(struct rejected *r)
 {
-    TAILQ_REMOVE(r->draining ? &r->w->lingering : &r->w->rejected, r, link);
+    TAILQ_REMOVE(r->draining ? &r->env->lingering : &r->env->rejected, r, link);
     close(r->fd);
-    atomic_fetch_sub(&r->w->srv->clients, 1);
+    atomic_fetch_sub(r->env->clients, 1);
     free(r);
 }
 
 static void rejected_drain(struct rejected *r)
 {
-    TAILQ_REMOVE(&r->w->rejected, r, link);
+    TAILQ_REMOVE(&r->env->rejected, r, link);
     shutdown(r->fd, SHUT_WR);
     r->draining = true;
     r->deadline = util_mono_ms() + LINGER_MS;
-    TAILQ_INSERT_TAIL(&r->w->lingering, r, link);
+    TAILQ_INSERT_TAIL(&r->env->lingering, r, link);
 }
 
 static void rejected_read(struct rejected *r)
@@ -1138,7 +1122,7 @@ static void rejected_read(struct rejected *r)
     }
 }
 
-void session_rejected_ready(struct worker *w)
+void session_rejected_ready(struct session_env *w)
 {
     struct epoll_event ev[64];
     int n = epoll_wait(w->repoll, ev, 64, 0);
@@ -1146,7 +1130,7 @@ void session_rejected_ready(struct worker *w)
         rejected_read(ev[i].data.ptr);
 }
 
-void session_rejected_reap(struct worker *w)
+void session_rejected_reap(struct session_env *w)
 {
     int64_t now = util_mono_ms();
     struct rejected *r;
@@ -1156,12 +1140,12 @@ void session_rejected_reap(struct worker *w)
         rejected_free(r);
 }
 
-static struct rejected *rejected_new(struct worker *w, evutil_socket_t fd, bool draining)
+static struct rejected *rejected_new(struct session_env *w, evutil_socket_t fd, bool draining)
 {
     struct rejected *r = calloc(1, sizeof *r);
     if (r == NULL)
         return NULL;
-    r->w = w;
+    r->env = w;
     r->fd = fd;
     r->draining = draining;
     r->deadline = util_mono_ms() + (draining ? LINGER_MS : REJECT_LINGER_MS);
@@ -1174,16 +1158,16 @@ static struct rejected *rejected_new(struct worker *w, evutil_socket_t fd, bool 
     return r;
 }
 
-static void linger_fd(struct worker *w, evutil_socket_t fd)
+static void linger_fd(struct session_env *w, evutil_socket_t fd)
 {
     shutdown(fd, SHUT_WR);
     if (rejected_new(w, fd, true) == NULL) {
         close(fd);
-        atomic_fetch_sub(&w->srv->clients, 1);
+        atomic_fetch_sub(w->clients, 1);
     }
 }
 
-static void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len)
+static void session_reject_fd(struct session_env *w, evutil_socket_t fd, const char *line, size_t len)
 {
     /* The greeting fits any socket buffer; a client that cannot take it
      * loses nothing worth keeping. Delayed ACKs from the start: the kernel
@@ -1193,7 +1177,7 @@ static void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *
     setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &off, sizeof off);
     if (send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || rejected_new(w, fd, false) == NULL) {
         close(fd);
-        atomic_fetch_sub(&w->srv->clients, 1);
+        atomic_fetch_sub(w->clients, 1);
     }
 }
 
@@ -1224,8 +1208,8 @@ static void on_rdns_answer(void *arg, const char *name, const char *why, const c
 /* Runs beside the dialogue: the greeting does not wait for it. */
 static void look_up_name(struct session *s)
 {
-    if (s->w->dns != NULL)
-        s->rdns = rdns_start(s->w->dns, s->w->base, &s->client, on_rdns_answer, s);
+    if (s->env->dns != NULL)
+        s->rdns = rdns_start(s->env->dns, s->env->base, &s->client, on_rdns_answer, s);
     if (s->rdns == NULL)
         log_event(LOG_INFO, "rdns", "ip", s->ip, "session", s->sid, "name", "unknown",
                   "why", "error", NULL);
@@ -1234,26 +1218,26 @@ static void look_up_name(struct session *s)
 /* The guard's word on this client, then the greeting. */
 static void start_dialogue(struct session *s)
 {
-    struct server *srv = s->srv;
+    struct session_env *env = s->env;
     const struct config *c = s->cfg;
     int64_t now = util_now_ms();
     enum guard_verdict v = GUARD_ACCEPT_ALLOWED;
     if (!s->allowed) {
         struct guard_block made;
         bool did_block;
-        v = guard_connect(srv->guard, c, &s->client, now, &made, &did_block);
+        v = guard_connect(env->guard, c, &s->client, now, &made, &did_block);
         if (did_block)
-            server_block_made(srv, &made, s->sid);
+            env->hooks->block_made(env->ctx, &made, s->sid);
     }
     s->allowed = v == GUARD_ACCEPT_ALLOWED;
     s->counted = v == GUARD_ACCEPT;
-    s->epoch = guard_epoch(srv->guard);
+    s->epoch = guard_epoch(env->guard);
     if (v == GUARD_REJECT_BLOCKED || v == GUARD_REJECT_CONCURRENCY) {
-        atomic_fetch_add(v == GUARD_REJECT_BLOCKED ? &srv->stats.rejected_blocked
-                                                   : &srv->stats.rejected_concurrency, 1);
+        atomic_fetch_add(v == GUARD_REJECT_BLOCKED ? &env->stats->rejected_blocked
+                                                   : &env->stats->rejected_concurrency, 1);
         if (v == GUARD_REJECT_BLOCKED) {
             struct addr prefix;
-            uint32_t n = guard_reject_note(srv->guard, &s->client, now, &prefix);
+            uint32_t n = guard_reject_note(env->guard, &s->client, now, &prefix);
             log_rejects(n, &prefix);
         } else {
             log_event(LOG_INFO, "reject", "ip", s->ip, "session", s->sid, "reason",
@@ -1266,18 +1250,18 @@ static void start_dialogue(struct session *s)
         bufferevent_set_timeouts(s->bev, &tv, &tv);
         return;
     }
-    atomic_fetch_add(&srv->stats.accepted, 1);
+    atomic_fetch_add(&env->stats->accepted, 1);
     if (s->counted)
-        server_count(srv, c, &s->client, GUARD_CONN_RATE);
+        env->hooks->count(env->ctx, c, &s->client, GUARD_CONN_RATE);
     log_event(LOG_INFO, "connect", "ip", s->ip, "session", s->sid,
               "tls", s->mode == LISTEN_TLS ? "yes" : NULL, NULL);
     if (s->mode == LISTEN_TLS) {
-        SSL_CTX *ctx = server_tls(srv);
+        SSL_CTX *ctx = env->hooks->tls(env->ctx);
         SSL *ssl = ctx ? SSL_new(ctx) : NULL;
         if (ctx)
             SSL_CTX_free(ctx);
         struct bufferevent *f = ssl ? bufferevent_openssl_filter_new(
-            s->w->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+            s->env->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
         if (f == NULL) {
             if (ssl)
                 SSL_free(ssl);
@@ -1297,15 +1281,14 @@ static void start_dialogue(struct session *s)
     reply(s, "220 %s ESMTP Portcullis", c->hostname);
 }
 
-void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
+void session_accept(struct session_env *w, struct config *c, evutil_socket_t fd,
                     const struct sockaddr *sa, enum listen_mode mode)
 {
-    struct server *srv = w->srv;
     struct addr peer;
     if (!addr_from_sockaddr(sa, &peer)) {
         config_unref(c);
         close(fd);
-        atomic_fetch_sub(&srv->clients, 1);
+        atomic_fetch_sub(w->clients, 1);
         return;
     }
     int64_t now = util_now_ms();
@@ -1313,18 +1296,18 @@ void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
     uint32_t n;
     struct addr prefix;
     if (!c->proxy_protocol && !cidr_list_match(&c->allow, &peer) &&
-        guard_check_reject(srv->guard, &peer, now, &n, &prefix)) {
-        atomic_fetch_add(&srv->stats.rejected_blocked, 1);
+        guard_check_reject(w->guard, &peer, now, &n, &prefix)) {
+        atomic_fetch_add(&w->stats->rejected_blocked, 1);
         log_rejects(n, &prefix);
         session_reject_fd(w, fd, c->reject_line, c->reject_line_len);
         config_unref(c);
         return;
     }
     if (c->proxy_protocol && !cidr_list_match(&c->proxy_from, &peer)) {
-        atomic_fetch_add(&srv->stats.proxy_errors, 1);
+        atomic_fetch_add(&w->stats->proxy_errors, 1);
         config_unref(c);
         close(fd);
-        atomic_fetch_sub(&srv->clients, 1);
+        atomic_fetch_sub(w->clients, 1);
         return;
     }
     struct session *s = calloc(1, sizeof *s);
@@ -1337,21 +1320,22 @@ void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
             close(fd);
         free(s);
         config_unref(c);
-        atomic_fetch_sub(&srv->clients, 1);
+        atomic_fetch_sub(w->clients, 1);
         return;
     }
-    s->w = w;
-    s->srv = srv;
+    s->env = w;
     s->cfg = c;
     s->bev = bev;
     s->fd = fd;
     s->mode = mode;
     s->timer = timer;
     s->peer = s->client = peer;
+    s->port = ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+                                             : ((const struct sockaddr_in *)sa)->sin_port);
     addr_format(&peer, false, s->ip);
     util_new_id(s->sid);
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
-    atomic_fetch_add(&srv->stats.connections, 1);
+    atomic_fetch_add(&w->stats->connections, 1);
     /* Reading stops at this much unprocessed input: TCP pushes back. */
     bufferevent_setwatermark(bev, EV_READ, 0, SMTP_AUTH_LINE_MAX * 2);
     bufferevent_setcb(bev, on_read, on_write, on_event, s);
@@ -1365,12 +1349,12 @@ void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
     start_dialogue(s);
 }
 
-void session_close_idle(struct worker *w)
+void session_close_idle(struct session_env *w)
 {
     struct session *s, *next;
     for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {
         next = TAILQ_NEXT(s, link);
-        if (s->busy || s->in_tx || s->closing)
+        if (s->busy || s->tx.active || s->closing)
             continue;
         if (s->state == ST_CMD)
             reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
@@ -1379,7 +1363,7 @@ void session_close_idle(struct worker *w)
     }
 }
 
-void session_drop_all(struct worker *w)
+void session_drop_all(struct session_env *w)
 {
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL)
