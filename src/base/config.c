@@ -602,11 +602,6 @@ static bool config_check(const struct config *c, const char **sec, const char **
             *key = "listen";
             return snprintf(msg, len, "'%s' needs [tls] cert and key", c->listen[i].text), false;
         }
-    if (c->delivery == DELIVER_RELAY) {
-        *sec = "delivery";
-        *key = "mode";
-        return snprintf(msg, len, "relay is not implemented yet (use maildir)"), false;
-    }
     return true;
 }
 

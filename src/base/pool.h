@@ -16,6 +16,9 @@ void pool_free(struct pool *p);     /* finishes queued jobs first */
 struct pool_mailbox;
 struct pool_mailbox *pool_mailbox_new(struct event_base *base);
 void pool_mailbox_free(struct pool_mailbox *m);
+/* The event base m delivers on (the worker's): for backends that keep
+ * per-worker connections. */
+struct event_base *pool_mailbox_base(const struct pool_mailbox *m);
 
 /* Runs work(arg) on the pool, then done(arg) on m's event base. */
 void pool_submit(struct pool *p, struct pool_mailbox *m, pool_fn work, pool_fn done, void *arg);

@@ -53,7 +53,7 @@ TAILQ_HEAD(conn_list, conn);
 
 struct relay {
     struct event_base *base;
-    const struct config *cfg;
+    struct relay_conf conf;
     bool lmtp, unix_socket;
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -157,7 +157,7 @@ static void send_line(struct conn *c, enum cstate next, const char *fmt, ...)
 
 static void set_timeouts(struct conn *c, int64_t read_ms)
 {
-    int64_t w = c->r->cfg->relay_timeout_ms;
+    int64_t w = c->r->conf.timeout_ms;
     struct timeval rt = {read_ms / 1000, (read_ms % 1000) * 1000};
     struct timeval wt = {w / 1000, (w % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, read_ms > 0 ? &rt : NULL, &wt);
@@ -248,9 +248,9 @@ static void advance(struct conn *c)
         set_timeouts(c, 0);      /* nothing more to ask: RSET when it is freed */
         return;
     }
-    set_timeouts(c, c->r->cfg->relay_timeout_ms);
+    set_timeouts(c, c->r->conf.timeout_ms);
     if (!t->mail_done) {
-        if (c->r->cfg->relay_forward && (c->ext & RELAY_EXT_XFORWARD) && send_xforward(c))
+        if (c->r->conf.forward && (c->ext & RELAY_EXT_XFORWARD) && send_xforward(c))
             return;
         send_mail(c);
         return;
@@ -378,7 +378,7 @@ static bool setup_reply(struct conn *c, const struct relay_reply *rp)
     case C_GREETING:
         if (rp->code != 220)
             return conn_fail(c, "greeting refused"), false;
-        send_line(c, C_EHLO, "%s %s", greet, r->cfg->hostname);
+        send_line(c, C_EHLO, "%s %s", greet, r->conf.hostname);
         return true;
     case C_EHLO:
     case C_EHLO_TLS:
@@ -386,15 +386,15 @@ static bool setup_reply(struct conn *c, const struct relay_reply *rp)
             return conn_fail(c, r->lmtp ? "LHLO refused" : "EHLO refused"), false;
         c->ext = rp->ext;
         c->xforward = rp->xforward;
-        if (c->state == C_EHLO && r->cfg->relay_tls != RELAY_TLS_NONE &&
+        if (c->state == C_EHLO && r->conf.tls != RELAY_TLS_NONE &&
             (rp->ext & RELAY_EXT_STARTTLS)) {
             send_line(c, C_STARTTLS, "STARTTLS");
             return true;
         }
-        if (c->state == C_EHLO && r->cfg->relay_tls >= RELAY_TLS_ENCRYPT)
+        if (c->state == C_EHLO && r->conf.tls >= RELAY_TLS_ENCRYPT)
             return conn_fail(c, "TLS is required but the next hop does not offer STARTTLS"), false;
         if (atomic_exchange(&relay_down, false))
-            log_event(LOG_INFO, "relay_up", "relay", r->cfg->relay, NULL);
+            log_event(LOG_INFO, "relay_up", "relay", r->conf.relay, NULL);
         r->backoff_ms = 0;
         r->retry_at = 0;
         c->state = C_READY;
@@ -415,7 +415,7 @@ static void start_tls(struct conn *c)
     SSL *ssl = SSL_new(r->ssl);
     if (ssl == NULL)
         return conn_fail(c, "cannot create a TLS session");
-    if (r->cfg->relay_tls == RELAY_TLS_VERIFY && !r->unix_socket) {
+    if (r->conf.tls == RELAY_TLS_VERIFY && !r->unix_socket) {
         /* The configured next hop is an address: its certificate must name it. */
         X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
         X509_VERIFY_PARAM_set1_ip_asc(vp, r->host);
@@ -431,7 +431,7 @@ static void start_tls(struct conn *c)
     c->state = C_HANDSHAKE;
     bufferevent_setcb(f, on_read, on_write, on_event, c);
     bufferevent_setwatermark(f, EV_WRITE, OUT_LOW, 0);
-    set_timeouts(c, r->cfg->relay_timeout_ms);
+    set_timeouts(c, r->conf.timeout_ms);
     bufferevent_enable(f, EV_READ | EV_WRITE);
 }
 
@@ -513,7 +513,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             relay_reply_init(&c->reply);
         } else if (c->state == C_HANDSHAKE) {
             c->tls = true;
-            send_line(c, C_EHLO_TLS, "%s %s", c->r->lmtp ? "LHLO" : "EHLO", c->r->cfg->hostname);
+            send_line(c, C_EHLO_TLS, "%s %s", c->r->lmtp ? "LHLO" : "EHLO", c->r->conf.hostname);
         }
         return;
     }
@@ -566,7 +566,7 @@ static void conn_fail(struct conn *c, const char *why)
         return;
     }
     if (!atomic_exchange(&relay_down, true))
-        log_event(LOG_WARN, "relay_down", "relay", r->cfg->relay, "error", why, NULL);
+        log_event(LOG_WARN, "relay_down", "relay", r->conf.relay, "error", why, NULL);
     struct relay_answer a;
     if (setup || !t->mail_done) {
         int64_t now = util_mono_ms();
@@ -599,7 +599,7 @@ static void start_conn(struct relay_tx *t)
     c->xf_sent = 0;
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
-    set_timeouts(c, r->cfg->relay_timeout_ms);
+    set_timeouts(c, r->conf.timeout_ms);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&r->ss, (int)r->sslen) != 0) {
         /* An immediate refusal: the error event has not fired, fail here. */
@@ -610,14 +610,25 @@ static void start_conn(struct relay_tx *t)
 
 /* ---- the relay and its transactions ----------------------------------- */
 
-struct relay *relay_new(struct event_base *base, const struct config *cfg, char *err,
+void relay_conf_from(struct relay_conf *rc, const struct config *c)
+{
+    memset(rc, 0, sizeof *rc);
+    util_strlcpy(rc->relay, c->relay, sizeof rc->relay);
+    util_strlcpy(rc->relay_ca, c->relay_ca, sizeof rc->relay_ca);
+    util_strlcpy(rc->hostname, c->hostname, sizeof rc->hostname);
+    rc->tls = c->relay_tls;
+    rc->forward = c->relay_forward;
+    rc->timeout_ms = c->relay_timeout_ms;
+}
+
+struct relay *relay_new(struct event_base *base, const struct relay_conf *cfg, char *err,
                         size_t errlen)
 {
     struct relay *r = calloc(1, sizeof *r);
     if (r == NULL)
         return snprintf(err, errlen, "out of memory"), NULL;
     r->base = base;
-    r->cfg = cfg;
+    r->conf = *cfg;
     TAILQ_INIT(&r->idle);
     const char *v = cfg->relay;
     if (strncmp(v, "lmtp:unix:", 10) == 0) {
@@ -641,14 +652,14 @@ struct relay *relay_new(struct event_base *base, const struct config *cfg, char 
         r->sslen = addr_to_sockaddr(&a, port, &r->ss);
         addr_format(&a, false, r->host);
     }
-    if (cfg->relay_tls != RELAY_TLS_NONE) {
+    if (cfg->tls != RELAY_TLS_NONE) {
         r->ssl = SSL_CTX_new(TLS_client_method());
         if (r->ssl == NULL) {
             free(r);
             return snprintf(err, errlen, "cannot create a TLS context"), NULL;
         }
         SSL_CTX_set_min_proto_version(r->ssl, TLS1_2_VERSION);
-        if (cfg->relay_tls == RELAY_TLS_VERIFY) {
+        if (cfg->tls == RELAY_TLS_VERIFY) {
             SSL_CTX_set_verify(r->ssl, SSL_VERIFY_PEER, NULL);
             int ok = cfg->relay_ca[0] != '\0'
                          ? SSL_CTX_load_verify_locations(r->ssl, cfg->relay_ca, NULL)
@@ -810,7 +821,7 @@ void relay_tx_end(struct relay_tx *t)
         return answer(t, &a);
     }
     send_line(c, C_DOT, "%s.", c->at_bol ? "" : "\r\n");
-    set_timeouts(c, t->r->cfg->relay_timeout_ms);
+    set_timeouts(c, t->r->conf.timeout_ms);
 }
 
 void relay_tx_free(struct relay_tx *t)
@@ -826,7 +837,7 @@ void relay_tx_free(struct relay_tx *t)
          * never takes half a message. */
         if (c->state == C_READY && r->nidle < IDLE_MAX) {
             send_line(c, C_RSET, "RSET");
-            set_timeouts(c, r->cfg->relay_timeout_ms);
+            set_timeouts(c, r->conf.timeout_ms);
         } else {
             conn_free(c);
         }

@@ -49,9 +49,19 @@ typedef void (*relay_answer_cb)(void *arg, const struct relay_answer *a);
 /* The connection drained below its low mark: relay_tx_write again. */
 typedef void (*relay_writable_cb)(void *arg);
 
-/* A worker's relay. `cfg` must outlive it (a reload makes a new one).
- * NULL with the reason in err (a bad relay_ca, no memory). */
-struct relay *relay_new(struct event_base *base, const struct config *cfg, char *err,
+/* The configuration's relay keys, copied: a reload does not change a
+ * running relay (the daemon opens its delivery backend once). */
+struct relay_conf {
+    char relay[CONFIG_PATH_MAX], relay_ca[CONFIG_PATH_MAX], hostname[256];
+    enum relay_tls tls;
+    bool forward;
+    int64_t timeout_ms;
+};
+void relay_conf_from(struct relay_conf *rc, const struct config *c);
+
+/* A worker's relay. NULL with the reason in err (a bad relay or relay_ca,
+ * no memory). */
+struct relay *relay_new(struct event_base *base, const struct relay_conf *rc, char *err,
                         size_t errlen);
 /* Closes every connection; transactions must be freed before. */
 void relay_free(struct relay *r);
