@@ -166,6 +166,7 @@ static struct deliver *rd_open(const struct config *c, char *err, size_t errlen)
     struct deliver *d = calloc(1, sizeof *d);
     if (d == NULL)
         return snprintf(err, errlen, "out of memory"), NULL;
+    d->ops = &deliver_relay;
     pthread_mutex_lock(&reg.mu);
     reg.conf = rc;
     pthread_mutex_unlock(&reg.mu);
