@@ -43,7 +43,7 @@ TAILQ_HEAD(req_list, dovecot_req);
 
 struct dovecot {
     struct event_base *base;
-    const struct config *cfg;
+    char socket[CONFIG_PATH_MAX];   /* as configured: for logs and reloads */
     struct sockaddr_storage ss;
     socklen_t sslen;
     enum dstate state;
@@ -59,6 +59,9 @@ struct dovecot {
 
 /* One log line per outage, whichever worker sees it first. */
 static atomic_bool backend_down;
+/* Dovecot's mechanisms as the last handshake said, for every worker;
+ * 0: not known yet. */
+static atomic_uint known_mechs;
 
 static void connect_now(struct dovecot *d);
 
@@ -115,7 +118,7 @@ static void conn_down(struct dovecot *d, const char *why)
     }
     d->state = D_DOWN;
     if (!atomic_exchange(&backend_down, true))
-        log_event(LOG_WARN, "auth_backend_down", "socket", d->cfg->dovecot_socket, "error", why,
+        log_event(LOG_WARN, "auth_backend_down", "socket", d->socket, "error", why,
                   NULL);
     fail_all(d);
     d->backoff_ms = d->backoff_ms == 0 ? BACKOFF_MIN_MS
@@ -204,11 +207,12 @@ static bool on_line(struct dovecot *d, char *line, size_t len)
             return true;
         d->state = D_READY;
         d->mechs_known = true;
+        atomic_store(&known_mechs, d->mechs | 0x80000000u);
         d->backoff_ms = 0;
         if (atomic_exchange(&backend_down, false))
-            log_event(LOG_INFO, "auth_backend_up", "socket", d->cfg->dovecot_socket, NULL);
+            log_event(LOG_INFO, "auth_backend_up", "socket", d->socket, NULL);
         if ((d->mechs & (DOVECOT_MECH_PLAIN | DOVECOT_MECH_LOGIN)) == 0)
-            log_event(LOG_WARN, "auth_backend_mechanisms", "socket", d->cfg->dovecot_socket,
+            log_event(LOG_WARN, "auth_backend_mechanisms", "socket", d->socket,
                       "error", "Dovecot offers neither PLAIN nor LOGIN", NULL);
         send_waiting(d);
         return true;
@@ -301,7 +305,7 @@ struct dovecot *dovecot_new(struct event_base *base, const struct config *cfg, c
     if (d == NULL)
         return snprintf(err, errlen, "out of memory"), NULL;
     d->base = base;
-    d->cfg = cfg;
+    util_strlcpy(d->socket, cfg->dovecot_socket, sizeof d->socket);
     TAILQ_INIT(&d->pending);
     const char *v = cfg->dovecot_socket;
     if (strchr(v, '/') != NULL) {
@@ -342,9 +346,15 @@ void dovecot_free(struct dovecot *d)
     free(d);
 }
 
-unsigned dovecot_mechs(const struct dovecot *d, unsigned ours)
+unsigned dovecot_mechs(unsigned ours)
 {
-    return d->mechs_known ? ours & d->mechs : ours;
+    unsigned k = atomic_load(&known_mechs);
+    return k != 0 ? ours & k : ours;
+}
+
+const char *dovecot_socket(const struct dovecot *d)
+{
+    return d->socket;
 }
 
 /* The request's timer: the 10 s bound while it waits, the delivery of its

@@ -22,16 +22,19 @@ enum { DOVECOT_MECH_PLAIN = 1u << 0, DOVECOT_MECH_LOGIN = 1u << 1 };
 
 typedef void (*dovecot_cb)(void *arg, enum dovecot_result r);
 
-/* A worker's connection (made now, and again after losing it). `cfg` must
- * outlive it. NULL only when out of memory or the socket address is bad. */
+/* A worker's connection (made now, and again after losing it), to
+ * cfg->dovecot_socket (copied). NULL only when out of memory or the socket address is bad. */
 struct dovecot *dovecot_new(struct event_base *base, const struct config *cfg, char *err,
                             size_t errlen);
 /* Every request still waiting is answered TEMPFAIL first. */
 void dovecot_free(struct dovecot *d);
 
-/* Of `ours` (DOVECOT_MECH_*), those Dovecot offers; `ours` itself while
- * Dovecot's list is not known yet (an AUTH then gets 454 if it is down). */
-unsigned dovecot_mechs(const struct dovecot *d, unsigned ours);
+/* Of `ours` (DOVECOT_MECH_*), those Dovecot offers, as the last handshake
+ * of any worker said; `ours` itself while no handshake has told (an AUTH
+ * then gets 454 if Dovecot is down). */
+unsigned dovecot_mechs(unsigned ours);
+/* The socket it was made for (a reload may name another). */
+const char *dovecot_socket(const struct dovecot *d);
 
 /* Checks user and password. lip/rip: our address and the client's (from
  * PROXY when enabled); secured: inside TLS. cb is called exactly once,

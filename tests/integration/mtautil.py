@@ -44,16 +44,22 @@ def have_dovecot():
         and os.geteuid() == 0
 
 
-def open_path(p):
-    """Let the daemons' own users walk down to p (pytest makes 0700 folders)."""
-    p = Path(p).resolve()
-    for d in [p] + list(p.parents):
-        if str(d) in ("/", "/tmp"):
-            break
-        try:
-            os.chmod(d, os.stat(d).st_mode | 0o711)
-        except OSError:
-            pass
+def peer_dir(tmp, name):
+    """A folder for a peer that drops privileges: pytest's own are 0700 under
+    /tmp/pytest-of-root, which every new pytest run makes 0700 again, so the
+    peer gets a fresh 0711 folder in /tmp, linked from the test's folder."""
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix=f"portcullis-{name}-", dir="/tmp"))
+    os.chmod(d, 0o711)
+    link = Path(tmp) / name
+    if not link.exists():
+        link.symlink_to(d)
+    return d
+
+
+def remove_peer_dir(d):
+    if str(d).startswith("/tmp/portcullis-"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def wait_port(port, timeout=20):
@@ -132,10 +138,8 @@ class Postfix:
     """A private Postfix: start(), stop(), queue(), message(id), log()."""
 
     def __init__(self, tmp, refuse=()):
-        self.dir = Path(tmp) / "postfix"
+        self.dir = peer_dir(tmp, "postfix")
         self.port = free_port()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        open_path(self.dir)
         (self.dir / "queue").mkdir(exist_ok=True)
         (self.dir / "data").mkdir(exist_ok=True)
         os.chown(self.dir / "data", _uid("postfix"), _gid("postfix"))
@@ -165,6 +169,10 @@ class Postfix:
                 time.sleep(0.1)
             except OSError:
                 return
+
+    def cleanup(self):
+        self.stop()
+        remove_peer_dir(self.dir)
 
     def log(self):
         try:
@@ -216,3 +224,120 @@ def _uid(name):
 def _gid(name):
     import grp
     return grp.getgrnam(name).gr_gid
+
+
+# --------------------------------------------------------------------------
+# Dovecot
+
+DOVECOT_CONF = """\
+base_dir = {d}/run
+state_dir = {d}/state
+instance_name = portcullis-test-{port}
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = {mechs}
+auth_failure_delay = {failure_delay}
+auth_verbose = yes
+default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+mail_location = maildir:{d}/mail/%u
+mail_uid = dovecot
+mail_gid = dovecot
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={d}/home/%u allow_all_users=yes
+}}
+service auth {{
+  unix_listener {d}/auth-client {{
+    mode = 0666
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  unix_listener {d}/lmtp {{
+    mode = 0666
+  }}
+}}
+"""
+
+
+class Dovecot:
+    """A private Dovecot: auth service at .auth_socket, LMTP at .lmtp_port
+    and .lmtp_socket, users in a passwd-file, Maildirs under .dir/mail."""
+
+    def __init__(self, tmp, users, mechs="plain login", failure_delay="2s"):
+        self.dir = peer_dir(tmp, "dovecot")
+        self.lmtp_port = free_port()
+        for sub in ("run", "state", "mail", "home"):
+            (self.dir / sub).mkdir(exist_ok=True)
+        for sub in ("mail", "home"):
+            os.chown(self.dir / sub, _uid("dovecot"), _gid("dovecot"))
+        (self.dir / "passwd").write_text(
+            "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in users.items()))
+        self.conf = self.dir / "dovecot.conf"
+        self.conf.write_text(DOVECOT_CONF.format(d=self.dir, port=self.lmtp_port, mechs=mechs,
+                                                 failure_delay=failure_delay))
+        self.auth_socket = self.dir / "auth-client"
+        self.lmtp_socket = self.dir / "lmtp"
+        self.proc = None
+
+    def start(self):
+        logf = open(self.dir / "stdout.log", "ab")
+        try:
+            self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(self.conf)],
+                                         stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        finally:
+            logf.close()
+        deadline = time.monotonic() + 20 * T
+        while not (self.auth_socket.exists() and wait_port(self.lmtp_port, 0.2)):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("Dovecot did not start:\n" + self.log())
+            time.sleep(0.05)
+        return self
+
+    def kill(self):
+        """SIGKILL to Dovecot's whole process group: gone at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=30)
+        # its sockets stay behind as files; a new start replaces them
+
+    stop = kill
+
+    def cleanup(self):
+        self.kill()
+        remove_peer_dir(self.dir)
+
+    def log(self):
+        out = ""
+        for name in ("dovecot.log", "stdout.log"):
+            try:
+                out += (self.dir / name).read_text(errors="replace")
+            except FileNotFoundError:
+                pass
+        return out
+
+    def mailbox(self, user):
+        """The files of user's INBOX (new/ and cur/), oldest first."""
+        base = self.dir / "mail" / user
+        files = [p for sub in ("new", "cur") if (base / sub).is_dir()
+                 for p in (base / sub).iterdir()]
+        files.sort(key=lambda p: p.stat().st_mtime_ns)
+        return files

@@ -29,7 +29,7 @@ MSG = (b"From: Alice <alice@example.test>\r\n"
 def postfix(tmp_path):
     p = Postfix(tmp_path, refuse=["nobody@example.test"]).start()
     yield p
-    p.stop()
+    p.cleanup()
 
 
 def relay_daemon(start_daemon, port, **delivery):
