@@ -341,3 +341,144 @@ class Dovecot:
                  for p in (base / sub).iterdir()]
         files.sort(key=lambda p: p.stat().st_mtime_ns)
         return files
+
+
+# --------------------------------------------------------------------------
+# FakeHop: a scripted next hop, for fault injection only
+
+
+class FakeHop:
+    """An SMTP (or LMTP) server on a loopback port, in its own thread, that
+    answers as `script` says. Steps: greeting, ehlo, starttls, xforward,
+    mail, rcpt, data, dot (the reply after the final dot), rset. A step's
+    action is a reply line ("451 4.3.2 later"), "silent" (never answer),
+    or "close" (hang up). "drop_in_data": hang up after this many octets of
+    the message. Without a script entry a step gets a friendly 2xx/354.
+
+    .sessions: one dict per connection: commands seen, tls, messages (the
+    data of each transaction whose dot got a 2xx from us)."""
+
+    DEFAULTS = {"greeting": "220 fake.test ESMTP", "mail": "250 2.1.0 Ok",
+                "rcpt": "250 2.1.5 Ok", "data": "354 go ahead", "dot": "250 2.0.0 Ok: queued as FAKE1",
+                "rset": "250 2.0.0 Ok", "xforward": "250 2.0.0 Ok", "starttls": "220 2.0.0 Ready",
+                "quit": "221 2.0.0 Bye", "noop": "250 2.0.0 Ok"}
+
+    def __init__(self, script=None, starttls=False, cert=None, key=None, xforward=True,
+                 drop_in_data=None):
+        self.script = dict(script or {})
+        self.starttls = starttls
+        self.xforward = xforward
+        self.drop_in_data = drop_in_data
+        self.port = free_port()
+        self.sessions = []
+        self.ssl = None
+        if cert is not None:
+            self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ssl.load_cert_chain(cert, key)
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10), "fake hop did not start"
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(self._client, "127.0.0.1", self.port))
+        self.ready.set()
+        self.loop.run_forever()
+
+    def close(self):
+        def stop():
+            self.server.close()
+            self.loop.stop()
+        self.loop.call_soon_threadsafe(stop)
+        self.thread.join(10)
+
+    def messages(self):
+        return [m for s in self.sessions for m in s["messages"]]
+
+    async def _client(self, reader, writer):
+        sess = {"commands": [], "tls": False, "messages": []}
+        self.sessions.append(sess)
+        try:
+            await self._dialogue(reader, writer, sess)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    async def _say(self, writer, step, default=None):
+        """Answers `step`; False when the script says to stop talking."""
+        action = self.script.get(step, default or self.DEFAULTS.get(step, "250 2.0.0 Ok"))
+        if action == "close":
+            writer.close()
+            return False
+        if action == "silent":
+            await asyncio.sleep(3600)
+            return False
+        writer.write(action.encode() + b"\r\n")
+        await writer.drain()
+        return True
+
+    async def _dialogue(self, reader, writer, sess):
+        if not await self._say(writer, "greeting"):
+            return
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            cmd = line.decode("utf-8", "replace").rstrip("\r\n")
+            sess["commands"].append(cmd)
+            verb = cmd.split(" ", 1)[0].upper()
+            if verb in ("EHLO", "LHLO"):
+                if "ehlo" in self.script:
+                    if not await self._say(writer, "ehlo"):
+                        return
+                    continue
+                ext = ["fake.test", "PIPELINING", "SIZE 30000000", "8BITMIME",
+                       "ENHANCEDSTATUSCODES"]
+                if self.starttls and not sess["tls"]:
+                    ext.append("STARTTLS")
+                if self.xforward:
+                    ext.append("XFORWARD NAME ADDR PROTO HELO PORT IDENT")
+                writer.write("".join(f"250{'-' if i < len(ext) - 1 else ' '}{e}\r\n"
+                                     for i, e in enumerate(ext)).encode())
+                await writer.drain()
+            elif verb == "STARTTLS":
+                if not await self._say(writer, "starttls"):
+                    return
+                await writer.start_tls(self.ssl)
+                sess["tls"] = True
+            elif verb == "DATA":
+                if not await self._say(writer, "data"):
+                    return
+                if not self.script.get("data", "354").startswith("354"):
+                    continue
+                data = b""
+                while True:
+                    l = await reader.readline()
+                    if not l:
+                        return
+                    if l == b".\r\n":
+                        break
+                    data += l
+                    if self.drop_in_data is not None and len(data) >= self.drop_in_data:
+                        writer.transport.abort()
+                        return
+                ok = self.script.get("dot", "250").startswith("2")
+                if ok:
+                    sess["messages"].append(data)
+                if not await self._say(writer, "dot"):
+                    return
+            elif verb == "QUIT":
+                await self._say(writer, "quit")
+                return
+            else:
+                step = {"MAIL": "mail", "RCPT": "rcpt", "RSET": "rset", "XFORWARD": "xforward",
+                        "NOOP": "noop"}.get(verb, "noop")
+                if not await self._say(writer, step):
+                    return
