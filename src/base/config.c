@@ -305,7 +305,12 @@ static bool parse_special(struct parse_ctx *p, const struct key *k, const char *
         const char *hp = NULL;
         if (strncmp(v, "smtp://", 7) == 0 || strncmp(v, "lmtp://", 7) == 0)
             hp = v + 7;
-        if (hp != NULL && parse_listen_one(hp, &la) && strchr(hp, '/') == NULL)
+        /* No "/starttls" and the like here. A loop, not strchr: GCC 12
+         * with ASan misreads strchr after strncmp (-Wstringop-overread). */
+        bool slash = false;
+        for (const char *q = hp; q != NULL && *q != '\0'; q++)
+            slash = slash || *q == '/';
+        if (hp != NULL && !slash && parse_listen_one(hp, &la))
             return util_strlcpy(c->relay, v, sizeof c->relay) < sizeof c->relay;
         if (strncmp(v, "lmtp:unix:", 10) == 0 && v[10] != '\0') {
             char path[CONFIG_PATH_MAX];
