@@ -34,7 +34,7 @@ enum cstate {
     C_CONNECTING, C_GREETING, C_EHLO, C_STARTTLS, C_HANDSHAKE, C_EHLO_TLS,
     C_READY,        /* between commands: the transaction decides the next */
     C_XFORWARD, C_MAIL, C_RCPT, C_DATA, C_BODY, C_DOT,
-    C_RSET,         /* back from a transaction, on its way to the idle list */
+    C_RSET,         /* back from a transaction, on the idle list, RSET not answered yet */
     C_IDLE,
 };
 
@@ -47,6 +47,7 @@ struct conn {
     struct relay_reply reply;
     unsigned ext, xforward;
     bool tls, at_bol;
+    bool parked;                   /* on the relay's idle list */
     int xf_sent;                   /* XFORWARD commands of this transaction sent */
 };
 TAILQ_HEAD(conn_list, conn);
@@ -474,11 +475,14 @@ static void on_read(struct bufferevent *bev, void *arg)
         if (st == C_RSET) {
             if (rp.code / 100 != 2)
                 return conn_fail(c, "RSET refused");
-            struct relay *r = c->r;
-            c->state = C_IDLE;
+            if (c->tx != NULL) {
+                /* Taken by a transaction while the RSET was on its way. */
+                c->state = C_READY;
+                advance(c);
+                continue;
+            }
+            c->state = C_IDLE;     /* already on the idle list */
             set_timeouts(c, IDLE_MS);
-            TAILQ_INSERT_HEAD(&r->idle, c, link);
-            r->nidle++;
             continue;
         }
         if (st <= C_EHLO_TLS) {
@@ -518,9 +522,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_TIMEOUT)
-        return conn_fail(c, c->state == C_IDLE ? NULL : "timed out");
+        return conn_fail(c, c->tx == NULL ? NULL : "timed out");
     if (what & BEV_EVENT_EOF)
-        return conn_fail(c, c->state == C_IDLE ? NULL : "connection closed");
+        return conn_fail(c, c->tx == NULL ? NULL : "connection closed");
     char why[160] = "connection error";
     unsigned long e = bufferevent_get_openssl_error(c->bev);
     if (e != 0) {
@@ -530,14 +534,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     } else if (EVUTIL_SOCKET_ERROR() != 0) {
         snprintf(why, sizeof why, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     }
-    conn_fail(c, c->state == C_IDLE ? NULL : why);
+    conn_fail(c, c->tx == NULL ? NULL : why);
 }
 
 /* ---- connections -------------------------------------------------------- */
 
 static void conn_free(struct conn *c)
 {
-    if (c->state == C_IDLE) {
+    if (c->parked) {
         TAILQ_REMOVE(&c->r->idle, c, link);
         c->r->nidle--;
     }
@@ -739,13 +743,18 @@ static void tx_step(struct relay_tx *t, enum op op)
     if (t->c != NULL)
         return advance(t->c);
     struct relay *r = t->r;
+    /* An idle connection, or one whose RSET is still on its way (a client
+     * that sends its next message at once should not cost a new one). */
     struct conn *c = TAILQ_FIRST(&r->idle);
     if (c != NULL) {
         TAILQ_REMOVE(&r->idle, c, link);
         r->nidle--;
+        c->parked = false;
         c->tx = t;
         t->c = c;
         c->xf_sent = 0;
+        if (c->state == C_RSET)
+            return;         /* the RSET's answer goes on from here */
         c->state = C_READY;
         return advance(c);
     }
@@ -836,8 +845,13 @@ void relay_tx_free(struct relay_tx *t)
          * the middle of a command or the body is closed, so the next hop
          * never takes half a message. */
         if (c->state == C_READY && r->nidle < IDLE_MAX) {
+            /* On the idle list from now (so the relay always reaches its
+             * connections), usable once the RSET is answered. */
             send_line(c, C_RSET, "RSET");
             set_timeouts(c, r->conf.timeout_ms);
+            TAILQ_INSERT_HEAD(&r->idle, c, link);
+            r->nidle++;
+            c->parked = true;
         } else {
             conn_free(c);
         }

@@ -77,11 +77,12 @@ static void finish_end(struct deliver_tx *t, const struct deliver_reply *r)
 {
     deliver_reply_cb cb = t->cb;
     void *arg = t->cb_arg;
+    struct deliver_reply copy = *r;     /* r may be t->failed */
     relay_tx_free(t->rt);
     if (t->early != NULL)
         evbuffer_free(t->early);
     free(t);
-    cb(arg, r);
+    cb(arg, &copy);
 }
 
 /* The body may flow: what waited goes first. */
