@@ -48,6 +48,7 @@ struct conn {
     unsigned ext, xforward;
     bool tls, at_bol;
     bool parked;                   /* on the relay's idle list */
+    bool dirty;                    /* XFORWARD or MAIL sent, transaction not over */
     int xf_sent;                   /* XFORWARD commands of this transaction sent */
 };
 TAILQ_HEAD(conn_list, conn);
@@ -178,49 +179,54 @@ static void xtext(char *out, size_t outlen, const char *s)
     out[w] = '\0';
 }
 
-/* XFORWARD, in two commands so that each stays under 512 octets: the
- * HELO name alone may take 255. Only the attributes the next hop lists. */
+/* XFORWARD with the attributes the next hop lists, as few commands as
+ * keep each line under 512 octets (the HELO name alone may take 255):
+ * one, or the rest and then NAME and HELO. xf_sent counts the commands
+ * sent in this transaction; returns false when there is nothing (more). */
 static bool send_xforward(struct conn *c)
 {
     struct relay_tx *t = c->tx;
-    char a[300], b[300];
-    if (c->xf_sent == 0) {
-        char line[512] = "XFORWARD";
-        size_t n = strlen(line);
-        if (c->xforward & XF_ADDR) {
-            xtext(a, sizeof a, t->client.addr);
-            n += (size_t)snprintf(line + n, sizeof line - n, " ADDR=%s", a);
-        }
-        if ((c->xforward & XF_PORT) && t->client.port != 0)
-            n += (size_t)snprintf(line + n, sizeof line - n, " PORT=%u", t->client.port);
-        if (c->xforward & XF_PROTO)
-            n += (size_t)snprintf(line + n, sizeof line - n, " PROTO=%s",
-                                  t->client.esmtp ? "ESMTP" : "SMTP");
-        if (c->xforward & XF_IDENT) {
-            xtext(a, sizeof a, t->id);
-            n += (size_t)snprintf(line + n, sizeof line - n, " IDENT=%s", a);
-        }
-        if (n >= sizeof line)
-            n = sizeof line - 1;
-        c->xf_sent = 1;
-        if (strcmp(line, "XFORWARD") != 0) {
-            send_line(c, C_XFORWARD, "%s", line);
-            return true;
-        }
+    char v[300], first[512] = "", second[600] = "";
+    size_t n = 0, m = 0;
+    if (c->xforward & XF_ADDR) {
+        xtext(v, sizeof v, t->client.addr);
+        n += (size_t)snprintf(first + n, sizeof first - n, " ADDR=%s", v);
+    }
+    if ((c->xforward & XF_PORT) && t->client.port != 0)
+        n += (size_t)snprintf(first + n, sizeof first - n, " PORT=%u", t->client.port);
+    if (c->xforward & XF_PROTO)
+        n += (size_t)snprintf(first + n, sizeof first - n, " PROTO=%s",
+                              t->client.esmtp ? "ESMTP" : "SMTP");
+    if ((c->xforward & XF_IDENT) && n < sizeof first) {
+        xtext(v, sizeof v, t->id);
+        n += (size_t)snprintf(first + n, sizeof first - n, " IDENT=%s", v);
+    }
+    if (c->xforward & XF_NAME) {
+        xtext(v, sizeof v, t->client.name != NULL ? t->client.name : "[UNAVAILABLE]");
+        m += (size_t)snprintf(second + m, sizeof second - m, " NAME=%s", v);
+    }
+    if ((c->xforward & XF_HELO) && t->client.helo[0] != '\0') {
+        xtext(v, sizeof v, t->client.helo);
+        m += (size_t)snprintf(second + m, sizeof second - m, " HELO=%s", v);
+    }
+    n = strnlen(first, sizeof first);
+    m = strnlen(second, sizeof second);
+    bool one = n + m + 10 < 510;
+    if (c->xf_sent == 0 && n + m > 0) {
+        c->xf_sent = one || n == 0 || m == 0 ? 2 : 1;
+        c->dirty = true;
+        if (one)
+            send_line(c, C_XFORWARD, "XFORWARD%s%s", first, second);
+        else
+            send_line(c, C_XFORWARD, "XFORWARD%s", n > 0 ? first : second);
+        return true;
     }
     if (c->xf_sent == 1) {
         c->xf_sent = 2;
-        a[0] = b[0] = '\0';
-        if (c->xforward & XF_NAME)
-            xtext(a, sizeof a, t->client.name != NULL ? t->client.name : "[UNAVAILABLE]");
-        if ((c->xforward & XF_HELO) && t->client.helo[0] != '\0')
-            xtext(b, sizeof b, t->client.helo);
-        if (a[0] != '\0' || b[0] != '\0') {
-            send_line(c, C_XFORWARD, "XFORWARD%s%s%s%s", a[0] ? " NAME=" : "", a,
-                      b[0] ? " HELO=" : "", b);
-            return true;
-        }
+        send_line(c, C_XFORWARD, "XFORWARD%s", second);
+        return true;
     }
+    c->xf_sent = 2;
     return false;
 }
 
@@ -236,6 +242,7 @@ static void send_mail(struct conn *c)
         n += (size_t)snprintf(params + n, sizeof params - n, " BODY=8BITMIME");
     if ((c->ext & RELAY_EXT_SMTPUTF8) && m->smtputf8)
         snprintf(params + n, sizeof params - n, " SMTPUTF8");
+    c->dirty = true;
     send_line(c, C_MAIL, "MAIL FROM:<%s>%s", m->from, params);
 }
 
@@ -350,6 +357,7 @@ static void tx_reply(struct conn *c, enum cstate st, const struct relay_reply *r
         break;
     case C_DOT:
         c->state = C_READY;
+        c->dirty = false;       /* the reply to the dot ends the transaction */
         if (cls == 2) {
             set_answer(&a, RELAY_STEP_END, 250, "2.0.0", "Ok: queued as %s", t->id);
             their_id(rp->text, a.their_id, sizeof a.their_id);
@@ -477,11 +485,13 @@ static void on_read(struct bufferevent *bev, void *arg)
                 return conn_fail(c, "RSET refused");
             if (c->tx != NULL) {
                 /* Taken by a transaction while the RSET was on its way. */
+                c->dirty = false;
                 c->state = C_READY;
                 advance(c);
                 continue;
             }
             c->state = C_IDLE;     /* already on the idle list */
+            c->dirty = false;
             set_timeouts(c, IDLE_MS);
             continue;
         }
@@ -846,9 +856,15 @@ void relay_tx_free(struct relay_tx *t)
          * never takes half a message. */
         if (c->state == C_READY && r->nidle < IDLE_MAX) {
             /* On the idle list from now (so the relay always reaches its
-             * connections), usable once the RSET is answered. */
-            send_line(c, C_RSET, "RSET");
-            set_timeouts(c, r->conf.timeout_ms);
+             * connections). A finished transaction needs no RSET; any
+             * other is reset first, and usable once the RSET is answered. */
+            if (c->dirty) {
+                send_line(c, C_RSET, "RSET");
+                set_timeouts(c, r->conf.timeout_ms);
+            } else {
+                c->state = C_IDLE;
+                set_timeouts(c, IDLE_MS);
+            }
             TAILQ_INSERT_HEAD(&r->idle, c, link);
             r->nidle++;
             c->parked = true;

@@ -352,7 +352,8 @@ class FakeHop:
     answers as `script` says. Steps: greeting, ehlo, starttls, xforward,
     mail, rcpt, data, dot (the reply after the final dot), rset. A step's
     action is a reply line ("451 4.3.2 later"), "silent" (never answer),
-    or "close" (hang up). "drop_in_data": hang up after this many octets of
+    or "close" (hang up); "after_dot": "close" hangs up right after the
+    reply to the dot (as a next hop whose idle timeout ran out). "drop_in_data": hang up after this many octets of
     the message. Without a script entry a step gets a friendly 2xx/354.
 
     .sessions: one dict per connection: commands seen, tls, messages (the
@@ -473,6 +474,9 @@ class FakeHop:
                 if ok:
                     sess["messages"].append(data)
                 if not await self._say(writer, "dot"):
+                    return
+                if self.script.get("after_dot") == "close":
+                    writer.close()
                     return
             elif verb == "QUIT":
                 await self._say(writer, "quit")

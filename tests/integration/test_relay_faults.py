@@ -123,15 +123,27 @@ def test_unreachable_next_hop(start_daemon, hops):
 
 
 def test_next_hop_closing_an_idle_connection_is_no_failure(start_daemon, hops):
-    # The hop hangs up at the RSET that readies a connection for reuse (as
-    # Postfix does on its idle timeout): the next message takes a new one.
-    hop = hops(script={"rset": "close"})
+    # The hop hangs up after each message (as Postfix does when its idle
+    # timeout runs out): the next message takes a new connection, unharmed.
+    hop = hops(script={"after_dot": "close"})
     d = relay_to(start_daemon, hop, workers=1)
-    assert attempt(d)[-1][0] == 250
-    assert attempt(d)[-1][0] == 250
-    assert len(hop.messages()) == 2
-    assert len(hop.sessions) == 2
+    for _ in range(3):
+        assert attempt(d)[-1][0] == 250
+    assert len(hop.messages()) == 3
+    assert len(hop.sessions) == 3
     assert d.log_lines("relay_down") == []
+
+
+def test_finished_transactions_need_no_rset(start_daemon, hops):
+    hop = hops()
+    d = relay_to(start_daemon, hop, workers=1)
+    for _ in range(3):
+        assert attempt(d)[-1][0] == 250
+    assert len(hop.sessions) == 1
+    cmds = [c.split()[0] for c in hop.sessions[0]["commands"]]
+    assert cmds.count("EHLO") == 1 and cmds.count("MAIL") == 3 and "RSET" not in cmds, cmds
+    # XFORWARD: one command per message when it fits
+    assert cmds.count("XFORWARD") == 3, cmds
 
 
 def test_refused_sender_then_next_message_on_the_same_connection(start_daemon, hops):
