@@ -49,6 +49,10 @@ struct conn {
     bool tls, at_bol;
     bool parked;                   /* on the relay's idle list */
     bool dirty;                    /* XFORWARD or MAIL sent, transaction not over */
+    /* The replies due, in order: more than one only when XFORWARD, MAIL
+     * and the first RCPT go out together (PIPELINING, RFC 2920). */
+    enum cstate due[4];
+    int ndue;
     int xf_sent;                   /* XFORWARD commands of this transaction sent */
 };
 TAILQ_HEAD(conn_list, conn);
@@ -153,8 +157,9 @@ static void send_line(struct conn *c, enum cstate next, const char *fmt, ...)
     evbuffer_add_vprintf(out, fmt, ap);
     va_end(ap);
     evbuffer_add(out, "\r\n", 2);
-    c->state = next;
-    relay_reply_init(&c->reply);
+    if (c->ndue < (int)ARRAY_LEN(c->due))
+        c->due[c->ndue++] = next;
+    c->state = c->due[0];
 }
 
 static void set_timeouts(struct conn *c, int64_t read_ms)
@@ -258,9 +263,16 @@ static void advance(struct conn *c)
     }
     set_timeouts(c, c->r->conf.timeout_ms);
     if (!t->mail_done) {
-        if (c->r->conf.forward && (c->ext & RELAY_EXT_XFORWARD) && send_xforward(c))
-            return;
+        /* With PIPELINING the first RCPT goes with MAIL and XFORWARD: one
+         * round trip instead of up to four. */
+        bool pipe = (c->ext & RELAY_EXT_PIPELINING) && t->op == OP_RCPT;
+        if (c->r->conf.forward && (c->ext & RELAY_EXT_XFORWARD))
+            while (send_xforward(c))
+                if (!pipe)
+                    return;
         send_mail(c);
+        if (pipe)
+            send_line(c, C_RCPT, "RCPT TO:<%s>", t->rcpt);
         return;
     }
     switch (t->op) {
@@ -330,6 +342,8 @@ static void tx_reply(struct conn *c, enum cstate st, const struct relay_reply *r
         break;
     case C_RCPT:
         c->state = C_READY;
+        if (t->op != OP_RCPT)
+            break;      /* pipelined after a MAIL that failed: answered already */
         if (cls == 2) {
             t->accepted++;
             set_answer(&a, RELAY_STEP_RCPT, 250, "2.1.5", "Ok");
@@ -374,7 +388,10 @@ static void tx_reply(struct conn *c, enum cstate st, const struct relay_reply *r
     default:
         break;
     }
-    advance(c);
+    if (c->ndue > 0)
+        c->state = c->due[0];   /* more replies of a pipelined group to come */
+    else
+        advance(c);
 }
 
 /* A complete reply during the connection's set-up. False when the
@@ -472,6 +489,12 @@ static void on_read(struct bufferevent *bev, void *arg)
             continue;
         struct relay_reply rp = c->reply;
         relay_reply_init(&c->reply);
+        /* This reply answers due[0]; the state after it is the next due, or
+         * what the handlers below set. */
+        if (c->ndue == 0)
+            return conn_fail(c, "unexpected reply");
+        memmove(c->due, c->due + 1, sizeof c->due - sizeof c->due[0]);
+        c->ndue--;
         if (st == C_STARTTLS) {
             if (rp.code != 220)
                 return conn_fail(c, "STARTTLS refused");
@@ -524,6 +547,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         if (c->state == C_CONNECTING) {
             c->state = C_GREETING;
+            c->due[0] = C_GREETING;     /* the first reply is unasked */
+            c->ndue = 1;
             relay_reply_init(&c->reply);
         } else if (c->state == C_HANDSHAKE) {
             c->tls = true;

@@ -365,10 +365,11 @@ class FakeHop:
                 "quit": "221 2.0.0 Bye", "noop": "250 2.0.0 Ok"}
 
     def __init__(self, script=None, starttls=False, cert=None, key=None, xforward=True,
-                 drop_in_data=None):
+                 drop_in_data=None, pipelining=True):
         self.script = dict(script or {})
         self.starttls = starttls
         self.xforward = xforward
+        self.pipelining = pipelining
         self.drop_in_data = drop_in_data
         self.port = free_port()
         self.sessions = []
@@ -434,14 +435,17 @@ class FakeHop:
                 return
             cmd = line.decode("utf-8", "replace").rstrip("\r\n")
             sess["commands"].append(cmd)
+            # what had arrived with it, unread: a pipelined group
+            sess.setdefault("buffered", []).append(len(reader._buffer))
             verb = cmd.split(" ", 1)[0].upper()
             if verb in ("EHLO", "LHLO"):
                 if "ehlo" in self.script:
                     if not await self._say(writer, "ehlo"):
                         return
                     continue
-                ext = ["fake.test", "PIPELINING", "SIZE 30000000", "8BITMIME",
-                       "ENHANCEDSTATUSCODES"]
+                ext = ["fake.test", "SIZE 30000000", "8BITMIME", "ENHANCEDSTATUSCODES"]
+                if self.pipelining:
+                    ext.append("PIPELINING")
                 if self.starttls and not sess["tls"]:
                     ext.append("STARTTLS")
                 if self.xforward:

@@ -146,6 +146,20 @@ def test_finished_transactions_need_no_rset(start_daemon, hops):
     assert cmds.count("XFORWARD") == 3, cmds
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_pipelining_only_when_offered(start_daemon, hops, pipelining):
+    hop = hops(pipelining=pipelining)
+    d = relay_to(start_daemon, hop, workers=1)
+    for _ in range(2):
+        assert attempt(d, rcpts=("bob@example.test", "carol@example.test"))[-1][0] == 250
+    (sess,) = hop.sessions
+    # XFORWARD, MAIL and the first RCPT arrive together only with PIPELINING
+    grouped = [c for c, b in zip(sess["commands"], sess["buffered"])
+               if c.startswith(("XFORWARD", "MAIL")) and b > 0]
+    assert bool(grouped) == pipelining, list(zip(sess["commands"], sess["buffered"]))
+    assert [m.count(b"fault") for m in hop.messages()] == [1, 1]
+
+
 def test_refused_sender_then_next_message_on_the_same_connection(start_daemon, hops):
     hop = hops(script={"mail": "451 4.3.2 later"})
     d = relay_to(start_daemon, hop, workers=1)
