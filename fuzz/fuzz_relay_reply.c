@@ -45,5 +45,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         start = end + 1;
     }
     free(buf);
+
+    /* The input as XFORWARD values and as a reply text. */
+    char *v = fuzz_cstr(data, size);
+    struct relay_xforward x = {v, 1, "ESMTP", v, v, v};
+    char l1[RELAY_XFORWARD_MAX], l2[RELAY_XFORWARD_MAX];
+    int n = relay_xforward_lines(XF_ADDR | XF_PORT | XF_PROTO | XF_IDENT | XF_NAME | XF_HELO,
+                                 &x, l1, l2);
+    CHECK(n >= 1 && n <= 2);
+    for (int i = 0; i < n; i++) {
+        const char *l = i == 0 ? l1 : l2;
+        size_t ll = strnlen(l, RELAY_XFORWARD_MAX);
+        CHECK(ll < RELAY_XFORWARD_MAX && strncmp(l, "XFORWARD ", 9) == 0);
+        for (size_t k = 0; k < ll; k++)      /* xtext: printable ASCII only */
+            CHECK(l[k] >= ' ' && l[k] < 0x7f);
+    }
+    char id[64];
+    relay_queue_id(v, id, sizeof id);
+    CHECK(strnlen(id, sizeof id) < sizeof id);
+    free(v);
     return 0;
 }

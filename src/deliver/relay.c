@@ -170,69 +170,25 @@ static void set_timeouts(struct conn *c, int64_t read_ms)
     bufferevent_set_timeouts(c->bev, read_ms > 0 ? &rt : NULL, &wt);
 }
 
-/* RFC 1891 xtext, as XFORWARD values are written. */
-static void xtext(char *out, size_t outlen, const char *s)
-{
-    size_t w = 0;
-    for (; *s != '\0' && w + 4 < outlen; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch < '!' || ch > '~' || ch == '+' || ch == '=')
-            w += (size_t)snprintf(out + w, outlen - w, "+%02X", ch);
-        else
-            out[w++] = (char)ch;
-    }
-    out[w] = '\0';
-}
-
-/* XFORWARD with the attributes the next hop lists, as few commands as
- * keep each line under 512 octets (the HELO name alone may take 255):
- * one, or the rest and then NAME and HELO. xf_sent counts the commands
- * sent in this transaction; returns false when there is nothing (more). */
+/* XFORWARD (relay_xforward_lines): one command, or two when the HELO name
+ * makes one too long. xf_sent counts those sent in this transaction;
+ * false when there is nothing (more) to send. */
 static bool send_xforward(struct conn *c)
 {
     struct relay_tx *t = c->tx;
-    char v[300], first[512] = "", second[600] = "";
-    size_t n = 0, m = 0;
-    if (c->xforward & XF_ADDR) {
-        xtext(v, sizeof v, t->client.addr);
-        n += (size_t)snprintf(first + n, sizeof first - n, " ADDR=%s", v);
-    }
-    if ((c->xforward & XF_PORT) && t->client.port != 0)
-        n += (size_t)snprintf(first + n, sizeof first - n, " PORT=%u", t->client.port);
-    if (c->xforward & XF_PROTO)
-        n += (size_t)snprintf(first + n, sizeof first - n, " PROTO=%s",
-                              t->client.esmtp ? "ESMTP" : "SMTP");
-    if ((c->xforward & XF_IDENT) && n < sizeof first) {
-        xtext(v, sizeof v, t->id);
-        n += (size_t)snprintf(first + n, sizeof first - n, " IDENT=%s", v);
-    }
-    if (c->xforward & XF_NAME) {
-        xtext(v, sizeof v, t->client.name != NULL ? t->client.name : "[UNAVAILABLE]");
-        m += (size_t)snprintf(second + m, sizeof second - m, " NAME=%s", v);
-    }
-    if ((c->xforward & XF_HELO) && t->client.helo[0] != '\0') {
-        xtext(v, sizeof v, t->client.helo);
-        m += (size_t)snprintf(second + m, sizeof second - m, " HELO=%s", v);
-    }
-    n = strnlen(first, sizeof first);
-    m = strnlen(second, sizeof second);
-    bool one = n + m + 10 < 510;
-    if (c->xf_sent == 0 && n + m > 0) {
-        c->xf_sent = one || n == 0 || m == 0 ? 2 : 1;
-        c->dirty = true;
-        if (one)
-            send_line(c, C_XFORWARD, "XFORWARD%s%s", first, second);
-        else
-            send_line(c, C_XFORWARD, "XFORWARD%s", n > 0 ? first : second);
-        return true;
-    }
-    if (c->xf_sent == 1) {
-        c->xf_sent = 2;
-        send_line(c, C_XFORWARD, "XFORWARD%s", second);
-        return true;
-    }
-    c->xf_sent = 2;
-    return false;
+    struct relay_xforward x = {
+        .addr = t->client.addr, .port = t->client.port,
+        .proto = t->client.esmtp ? "ESMTP" : "SMTP", .ident = t->id,
+        .name = t->client.name != NULL ? t->client.name : "[UNAVAILABLE]",
+        .helo = t->client.helo,
+    };
+    char line[2][RELAY_XFORWARD_MAX];
+    int n = relay_xforward_lines(c->xforward, &x, line[0], line[1]);
+    if (c->xf_sent >= n)
+        return false;
+    c->dirty = true;
+    send_line(c, C_XFORWARD, "%s", line[c->xf_sent++]);
+    return true;
 }
 
 static void send_mail(struct conn *c)
@@ -300,21 +256,6 @@ static void pass_back(struct relay_answer *a, enum relay_step step, const struct
     set_answer(a, step, rp->code, enh, "%s: %s", what, rp->text);
 }
 
-/* "250 2.0.0 Ok: queued as 4QxY" -> "4QxY" */
-static void their_id(const char *text, char *out, size_t outlen)
-{
-    const char *p = strstr(text, "queued as ");
-    out[0] = '\0';
-    if (p == NULL)
-        return;
-    p += 10;
-    size_t n = strcspn(p, " ");
-    if (n >= outlen)
-        n = outlen - 1;
-    memcpy(out, p, n);
-    out[n] = '\0';
-}
-
 /* The tx's step after a complete reply in state `st`. */
 static void tx_reply(struct conn *c, enum cstate st, const struct relay_reply *rp)
 {
@@ -327,7 +268,7 @@ static void tx_reply(struct conn *c, enum cstate st, const struct relay_reply *r
             /* Not authorized for XFORWARD: say so once in the log, send on without it. */
             log_event(LOG_WARN, "relay_xforward_refused", "reply", rp->text, NULL);
             c->xforward = 0;
-            c->xf_sent = 2;
+            c->xf_sent = 2;     /* nothing more of it in this transaction */
         }
         c->state = C_READY;
         break;
@@ -374,7 +315,7 @@ static void tx_reply(struct conn *c, enum cstate st, const struct relay_reply *r
         c->dirty = false;       /* the reply to the dot ends the transaction */
         if (cls == 2) {
             set_answer(&a, RELAY_STEP_END, 250, "2.0.0", "Ok: queued as %s", t->id);
-            their_id(rp->text, a.their_id, sizeof a.their_id);
+            relay_queue_id(rp->text, a.their_id, sizeof a.their_id);
         } else if (cls == 4) {
             set_answer(&a, RELAY_STEP_END, 451, "4.3.0", "Next hop: %s", rp->text);
         } else {

@@ -1,5 +1,6 @@
 #include "proto/relay_reply.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include "base/util.h"
@@ -145,4 +146,86 @@ enum relay_feed relay_reply_feed(struct relay_reply *r, const char *line, size_t
     }
     r->lines++;
     return last ? RELAY_DONE : RELAY_MORE;
+}
+
+void relay_xtext(char *out, size_t outlen, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t w = 0;
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        bool plain = ch >= '!' && ch <= '~' && ch != '+' && ch != '=';
+        if (w + (plain ? 1 : 3) >= outlen)
+            break;
+        if (plain) {
+            out[w++] = (char)ch;
+        } else {
+            out[w++] = '+';
+            out[w++] = hex[ch >> 4];
+            out[w++] = hex[ch & 15];
+        }
+    }
+    if (outlen > 0)
+        out[w] = '\0';
+}
+
+/* Room for the attributes of one line after "XFORWARD". */
+#define XF_ATTRS_MAX (RELAY_XFORWARD_MAX - 8)
+
+/* Appends " KEY=xtext(value)" at *n, or nothing when it does not fit
+ * (never half an attribute). Values are cut to 299 octets of xtext. */
+static void attr(char line[XF_ATTRS_MAX], size_t *n, const char *key, const char *value)
+{
+    char v[300];
+    relay_xtext(v, sizeof v, value);
+    int k = snprintf(line + *n, XF_ATTRS_MAX - *n, " %s=%s", key, v);
+    if (k > 0 && *n + (size_t)k < XF_ATTRS_MAX)
+        *n += (size_t)k;
+    else
+        line[*n] = '\0';
+}
+
+int relay_xforward_lines(unsigned attrs, const struct relay_xforward *x,
+                         char line1[RELAY_XFORWARD_MAX], char line2[RELAY_XFORWARD_MAX])
+{
+    /* HELO (up to 255 octets, more as xtext) apart: the rest always fits
+     * one line (NAME is cut like every value). */
+    char a[XF_ATTRS_MAX] = "", b[XF_ATTRS_MAX] = "", port[16];
+    size_t na = 0, nb = 0;
+    snprintf(port, sizeof port, "%u", x->port);
+    if (attrs & XF_ADDR)
+        attr(a, &na, "ADDR", x->addr);
+    if ((attrs & XF_PORT) && x->port != 0)
+        attr(a, &na, "PORT", port);
+    if (attrs & XF_PROTO)
+        attr(a, &na, "PROTO", x->proto);
+    if (attrs & XF_IDENT)
+        attr(a, &na, "IDENT", x->ident);
+    if (attrs & XF_NAME)
+        attr(a, &na, "NAME", x->name);
+    if ((attrs & XF_HELO) && x->helo[0] != '\0')
+        attr(b, &nb, "HELO", x->helo);
+    if (na + nb == 0)
+        return 0;
+    if (na + nb < XF_ATTRS_MAX || na == 0 || nb == 0) {
+        snprintf(line1, RELAY_XFORWARD_MAX, "XFORWARD%s%s", a, b);
+        return 1;
+    }
+    snprintf(line1, RELAY_XFORWARD_MAX, "XFORWARD%s", a);
+    snprintf(line2, RELAY_XFORWARD_MAX, "XFORWARD%s", b);
+    return 2;
+}
+
+void relay_queue_id(const char *text, char *out, size_t outlen)
+{
+    const char *p = strstr(text, "queued as ");
+    out[0] = '\0';
+    if (p == NULL)
+        return;
+    p += 10;
+    size_t n = strcspn(p, " ;,");
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
 }

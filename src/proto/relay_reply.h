@@ -66,4 +66,30 @@ enum relay_feed relay_reply_feed(struct relay_reply *r, const char *line, size_t
  * class c is 2, 4 or 5. */
 bool relay_enh_valid(const char *s, size_t len);
 
+/* XFORWARD (Postfix's XFORWARD_README): the values for relay_xforward_lines. */
+struct relay_xforward {
+    const char *addr;
+    unsigned port;          /* 0: not sent */
+    const char *proto;      /* "ESMTP" or "SMTP" */
+    const char *ident;      /* our queue id */
+    const char *name;       /* a name, or "[UNAVAILABLE]" */
+    const char *helo;       /* "": not sent */
+};
+#define RELAY_XFORWARD_MAX 512
+
+/* The XFORWARD command lines (without CRLF) for the attributes in `attrs`
+ * (XF_*, as the next hop listed them), values xtext-encoded (RFC 1891),
+ * each line under 512 octets: returns 0 (nothing to send), 1 (all in
+ * line1), or 2 (HELO alone in line2). Values over 299 octets of xtext
+ * are cut. */
+int relay_xforward_lines(unsigned attrs, const struct relay_xforward *x,
+                         char line1[RELAY_XFORWARD_MAX], char line2[RELAY_XFORWARD_MAX]);
+
+/* RFC 1891 xtext of s into out, cut at a whole character to fit. */
+void relay_xtext(char *out, size_t outlen, const char *s);
+
+/* The next hop's queue id from its reply text ("2.0.0 Ok: queued as 4QxY"
+ * -> "4QxY"), or "" when it names none. */
+void relay_queue_id(const char *text, char *out, size_t outlen);
+
 #endif

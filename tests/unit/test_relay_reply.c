@@ -159,6 +159,74 @@ static void test_text_is_sanitised(void **state)
     assert_string_equal(r.text, "ok");
 }
 
+static void test_xtext(void **state)
+{
+    (void)state;
+    char out[64];
+    relay_xtext(out, sizeof out, "client.test");
+    assert_string_equal(out, "client.test");
+    relay_xtext(out, sizeof out, "a+b=c d\x01\xff");
+    assert_string_equal(out, "a+2Bb+3Dc+20d+01+FF");
+    /* cut at a whole character */
+    relay_xtext(out, 5, "ab+cd");
+    assert_string_equal(out, "ab");
+    relay_xtext(out, 6, "ab+cd");
+    assert_string_equal(out, "ab+2B");
+}
+
+static void test_xforward_lines(void **state)
+{
+    (void)state;
+    char l1[RELAY_XFORWARD_MAX], l2[RELAY_XFORWARD_MAX];
+    struct relay_xforward x = {"203.0.113.5", 50123, "ESMTP", "A1B2", "[UNAVAILABLE]",
+                               "client.test"};
+    unsigned all = XF_ADDR | XF_PORT | XF_PROTO | XF_IDENT | XF_NAME | XF_HELO;
+    assert_int_equal(relay_xforward_lines(all, &x, l1, l2), 1);
+    assert_string_equal(l1, "XFORWARD ADDR=203.0.113.5 PORT=50123 PROTO=ESMTP IDENT=A1B2"
+                            " NAME=[UNAVAILABLE] HELO=client.test");
+    /* only what the next hop lists */
+    assert_int_equal(relay_xforward_lines(XF_ADDR | XF_HELO, &x, l1, l2), 1);
+    assert_string_equal(l1, "XFORWARD ADDR=203.0.113.5 HELO=client.test");
+    assert_int_equal(relay_xforward_lines(XF_SOURCE, &x, l1, l2), 0);
+    /* no port, no HELO: not sent */
+    x.port = 0;
+    x.helo = "";
+    assert_int_equal(relay_xforward_lines(XF_PORT | XF_HELO, &x, l1, l2), 0);
+    /* a HELO name that makes one line too long goes alone */
+    char helo[256];
+    memset(helo, 'h', 255);
+    helo[255] = '\0';
+    char name[256];
+    memset(name, 'n', 255);
+    name[255] = '\0';
+    x.helo = helo;
+    x.name = name;
+    assert_int_equal(relay_xforward_lines(all, &x, l1, l2), 2);
+    assert_true(strlen(l1) < 510 && strlen(l2) < 510);
+    assert_non_null(strstr(l1, " NAME=nnn"));
+    assert_null(strstr(l1, "HELO="));
+    assert_int_equal(strncmp(l2, "XFORWARD HELO=hhh", 17), 0);
+    /* values needing xtext, and the bound on them */
+    memset(helo, '=', 255);
+    assert_int_equal(relay_xforward_lines(XF_HELO, &x, l1, l2), 1);
+    assert_true(strlen(l1) < RELAY_XFORWARD_MAX);
+    assert_int_equal(strncmp(l1, "XFORWARD HELO=+3D+3D", 20), 0);
+}
+
+static void test_queue_id(void **state)
+{
+    (void)state;
+    char id[16];
+    relay_queue_id("Ok: queued as 4QxY1ZK", id, sizeof id);
+    assert_string_equal(id, "4QxY1ZK");
+    relay_queue_id("Ok: queued as 4QxY1ZK (more)", id, sizeof id);
+    assert_string_equal(id, "4QxY1ZK");
+    relay_queue_id("<bob@example.test> Saved", id, sizeof id);
+    assert_string_equal(id, "");
+    relay_queue_id("queued as 0123456789ABCDEFGHIJ", id, sizeof id);
+    assert_string_equal(id, "0123456789ABCDE");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +238,9 @@ int main(void)
         cmocka_unit_test(test_bad_lines),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_text_is_sanitised),
+        cmocka_unit_test(test_xtext),
+        cmocka_unit_test(test_xforward_lines),
+        cmocka_unit_test(test_queue_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
