@@ -43,27 +43,7 @@ SSL_CTX *server_tls(struct server *s)
 void server_block_made(struct server *s, const struct guard_block *made, const char *session)
 {
     struct config *c = server_config(s);
-    struct guard_block b = *made;
-    util_strlcpy(b.node, c->hostname, sizeof b.node);
-    store_put(s->store, &b);
-    atomic_fetch_add(&s->stats.blocks, 1);
-    char ip[ADDR_STRLEN], events[16], first[UTIL_RFC3339_LEN], last[UTIL_RFC3339_LEN],
-        until[UTIL_RFC3339_LEN], id[17];
-    addr_format(&b.prefix, true, ip);
-    snprintf(events, sizeof events, "%u", b.events);
-    store_id_format(b.id, id);
-    if (b.first_event_at)
-        util_rfc3339(b.first_event_at, first);
-    if (b.last_event_at)
-        util_rfc3339(b.last_event_at, last);
-    if (b.expires_at)
-        util_rfc3339(b.expires_at, until);
-    char window[2 * UTIL_RFC3339_LEN + 2] = "";
-    if (b.first_event_at)
-        snprintf(window, sizeof window, "%s/%s", first, last);
-    log_event(LOG_WARN, "block", "ip", ip, "reason", guard_reason_name(b.reason),
-              "events", b.events ? events : NULL, "window", window,
-              "until", b.expires_at ? until : "permanent", "block", id, "session", session, NULL);
+    enforce_made(&s->enforce, c, made, session);
     config_unref(c);
 }
 
@@ -352,11 +332,16 @@ void server_join(struct server *s)
 void server_free(struct server *s)
 {
     /* The workers are stopped: finish the pool's jobs, run their replies
-     * here, then drop what is still open. */
-    pool_free(s->pool);
+     * here (a reply may start another job, now run in this thread: a
+     * message being written goes on to its end), then drop what is still
+     * open. */
+    pool_stop(s->pool);
     for (int i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];
-        event_base_loop(w->env.base, EVLOOP_NONBLOCK);
+        int rounds = 0;
+        do
+            event_base_loop(w->env.base, EVLOOP_NONBLOCK);
+        while (pool_mailbox_pending(w->env.mb) && ++rounds < 100000);
         session_drop_all(&w->env);
         if (w->env.dns != NULL) {
             /* The sessions cancelled their lookups; evdns answers each
@@ -378,4 +363,5 @@ void server_free(struct server *s)
         event_base_free(w->env.base);
     }
     free(s->workers);
+    pool_free(s->pool);
 }

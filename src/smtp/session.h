@@ -22,6 +22,10 @@ struct evdns_base;
 TAILQ_HEAD(session_list, session);
 TAILQ_HEAD(rejected_list, rejected);
 
+/* Bad commands one client may send before we hang up (RFC 5321 §4.3.2
+ * allows closing after errors; it bounds what garbage costs). */
+#define SESSION_ERRORS_MAX 20
+
 struct stats {
     atomic_ulong connections, accepted, rejected_blocked, rejected_concurrency,
         rejected_busy, auth_ok, auth_fail, unauth_mail, messages, delivery_failures,
