@@ -24,10 +24,9 @@ import signal
 import ssl
 import subprocess
 import threading
-import time
 from pathlib import Path
 
-from smtputil import T, free_port
+from smtputil import T, free_port, wait_until
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 POSTCAT = shutil.which("postcat") or "/usr/sbin/postcat"
@@ -62,16 +61,20 @@ def remove_peer_dir(d):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def wait_port(port, timeout=20):
+def port_open(port):
     import socket
-    deadline = time.monotonic() + timeout * T
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_port(port, timeout=20):
+    try:
+        return wait_until(lambda: port_open(port), timeout=timeout, what=f"port {port}")
+    except AssertionError:
+        return False
 
 
 # --------------------------------------------------------------------------
@@ -161,14 +164,8 @@ class Postfix:
     def stop(self):
         self._postfix("stop", check=False)
         # postfix stop returns before master is gone: wait for the port to close
-        deadline = time.monotonic() + 20 * T
-        import socket
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                time.sleep(0.1)
-            except OSError:
-                return
+        wait_until(lambda: not port_open(self.port), timeout=20, interval=0.1,
+                   what="Postfix to stop listening")
 
     def cleanup(self):
         self.stop()
@@ -182,13 +179,11 @@ class Postfix:
 
     def wait_log(self, regex, timeout=10):
         pat = re.compile(regex, re.M)
-        deadline = time.monotonic() + timeout * T
-        while time.monotonic() < deadline:
-            m = pat.search(self.log())
-            if m:
-                return m
-            time.sleep(0.1)
-        raise AssertionError(f"no /{regex}/ in Postfix's log:\n{self.log()[-4000:]}")
+        try:
+            return wait_until(lambda: pat.search(self.log()), timeout=timeout, interval=0.1,
+                              what=f"/{regex}/ in Postfix's log")
+        except AssertionError as e:
+            raise AssertionError(f"{e}:\n{self.log()[-4000:]}") from None
 
     def queue_ids(self):
         """The ids of the messages in the queue (all held)."""
@@ -302,11 +297,11 @@ class Dovecot:
                                          start_new_session=True)
         finally:
             logf.close()
-        deadline = time.monotonic() + 20 * T
-        while not (self.auth_socket.exists() and wait_port(self.lmtp_port, 0.2)):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("Dovecot did not start:\n" + self.log())
-            time.sleep(0.05)
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("Dovecot exited:\n" + self.log())
+            return self.auth_socket.exists() and port_open(self.lmtp_port)
+        wait_until(up, timeout=20, what="Dovecot's sockets")
         return self
 
     def kill(self):

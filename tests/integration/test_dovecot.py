@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from conftest import queue_id, wait_for
+from conftest import queue_id
+from smtputil import wait_until
 from mtautil import Dovecot, have_dovecot
 
 pytestmark = pytest.mark.skipif(not have_dovecot(), reason="needs dovecot and root")
@@ -103,7 +104,7 @@ def test_mechanisms_are_ours_and_dovecots(start_daemon, tmp_path):
             mechs = c.esmtp_features.get("auth", "").split()
             c.quit()
             return mechs == ["PLAIN"]
-        wait_for(only_plain, what="AUTH PLAIN only")
+        wait_until(only_plain, what="AUTH PLAIN only")
     finally:
         dv.cleanup()
 
@@ -135,7 +136,7 @@ def test_dovecot_killed_gives_454_and_no_block_then_recovers(start_daemon, dovec
         code, _ = auth_plain(c, "alice@example.test", "alice-secret")
         c.quit()
         return code == 235
-    wait_for(works, timeout=30, interval=0.3, what="AUTH after Dovecot came back")
+    wait_until(works, timeout=30, interval=0.3, what="AUTH after Dovecot came back")
     d.wait_log(r"event=auth_backend_up\b")
 
 
@@ -157,7 +158,7 @@ def test_delayed_fail_does_not_hold_the_worker(start_daemon, tmp_path):
         t.start()
         # the bad password has reached Dovecot (auth_verbose logs it at
         # once; the FAIL itself comes 2 s later)
-        wait_for(lambda: "mismatch" in dv.log(), what="Dovecot's password mismatch")
+        wait_until(lambda: "mismatch" in dv.log(), what="Dovecot's password mismatch")
         order.append(("good", auth_plain(good, "bob@example.test", "bob-secret")[0]))
         t.join(timeout=30)
         assert ("good", 235) in order and ("bad", 535) in order, order
@@ -198,7 +199,7 @@ def test_lmtp_delivery_lands_in_mailbox(start_daemon, dovecot, how):
     assert s.data(MSG)[0] == 250
     s.quit()
     for user in ("bob@example.test", "alice@example.test"):
-        files = wait_for(lambda: dovecot.mailbox(user), what=f"{user}'s mail")
+        files = wait_until(lambda: dovecot.mailbox(user), what=f"{user}'s mail")
         assert len(files) == 1, files
         data = files[0].read_bytes()
         assert data.endswith(MSG.replace(b"\r\n", b"\n")), data
@@ -227,6 +228,6 @@ def test_lmtp_unknown_user_refused_at_rcpt(start_daemon, tmp_path):
         assert s.rcpt("bob@example.test")[0] == 250
         assert s.data(MSG)[0] == 250
         s.quit()
-        wait_for(lambda: dv.mailbox("bob@example.test"), what="bob's mail")
+        wait_until(lambda: dv.mailbox("bob@example.test"), what="bob's mail")
     finally:
         dv.cleanup()

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from conftest import queue_id, wait_for
+from conftest import queue_id
+from smtputil import wait_until
 from mtautil import Postfix, have_postfix
 
 pytestmark = pytest.mark.skipif(not have_postfix(), reason="needs postfix and root")
@@ -165,7 +166,7 @@ def test_postfix_stopped_gives_451_and_loses_nothing(start_daemon, postfix):
             return code == 250
         finally:
             c.quit()
-    wait_for(retry, timeout=30, interval=0.5, what="a relayed message after Postfix came back")
+    wait_until(retry, timeout=30, interval=0.5, what="a relayed message after Postfix came back")
     assert len(postfix.queue_ids()) == 1
     d.wait_log(r"event=relay_up\b")
     # one line per outage, not one per message
@@ -180,7 +181,7 @@ def test_connections_are_reused(start_daemon, postfix):
         assert s.rcpt("bob@example.test")[0] == 250
         assert s.data(MSG)[0] == 250
     s.quit()
-    wait_for(lambda: len(postfix.queue_ids()) == 3, what="three messages")
+    wait_until(lambda: len(postfix.queue_ids()) == 3, what="three messages")
     # One worker, one session: one connection carried all three (RSET between).
     connects = re.findall(r"smtpd\[\d+\]: connect from", postfix.log())
     assert 1 <= len(connects) <= 2, postfix.log()[-3000:]
