@@ -46,7 +46,7 @@ struct conn {
     enum cstate state;
     struct relay_reply reply;
     unsigned ext, xforward;
-    bool tls, at_bol;
+    bool at_bol;                   /* the body: at the start of a line */
     bool parked;                   /* on the relay's idle list */
     bool dirty;                    /* XFORWARD or MAIL sent, transaction not over */
     /* The replies due, in order: more than one only when XFORWARD, MAIL
@@ -492,7 +492,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             c->ndue = 1;
             relay_reply_init(&c->reply);
         } else if (c->state == C_HANDSHAKE) {
-            c->tls = true;
             send_line(c, C_EHLO_TLS, "%s %s", c->r->lmtp ? "LHLO" : "EHLO", c->r->conf.hostname);
         }
         return;
@@ -666,11 +665,6 @@ void relay_free(struct relay *r)
     if (r->ssl != NULL)
         SSL_CTX_free(r->ssl);
     free(r);
-}
-
-bool relay_is_lmtp(const struct relay *r)
-{
-    return r->lmtp;
 }
 
 static char *dup_or_empty(const char *s)

@@ -85,7 +85,5 @@ void relay_tx_end(struct relay_tx *t);
  * unfinished one never gets its final dot: its connection is reset or
  * closed, so the next hop never takes half a message. */
 void relay_tx_free(struct relay_tx *t);
-/* Is the next hop LMTP (one recipient per transaction)? */
-bool relay_is_lmtp(const struct relay *r);
 
 #endif
