@@ -388,7 +388,10 @@ class FakeHop:
     def close(self):
         def stop():
             self.server.close()
-            self.loop.stop()
+            # connections still talking (or silent on purpose) end first
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_soon(self.loop.stop)
         self.loop.call_soon_threadsafe(stop)
         self.thread.join(10)
 
@@ -485,3 +488,81 @@ class FakeHop:
                         "NOOP": "noop"}.get(verb, "noop")
                 if not await self._say(writer, step):
                     return
+
+
+# --------------------------------------------------------------------------
+# FakeDovecot: a scripted auth-client service, for fault injection only
+
+
+class FakeDovecot:
+    """Dovecot's auth-client protocol on a unix socket, answering every AUTH
+    with `answer` (a function of the user name returning the reply's words
+    after the id, e.g. "OK\\tuser=a\\tnologin" or "FAIL\\ttemp"; bytes: a raw
+    line to send instead; None: never answer). .requests: the AUTH lines
+    seen; .connections: how many connections were made."""
+
+    def __init__(self, path, answer, mechs=("PLAIN", "LOGIN")):
+        self.path = str(path)
+        self.answer = answer
+        self.mechs = mechs
+        self.requests = []
+        self.connections = 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10), "fake Dovecot did not start"
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(
+            asyncio.start_unix_server(self._client, self.path))
+        os.chmod(self.path, 0o666)
+        self.ready.set()
+        self.loop.run_forever()
+
+    def close(self):
+        def stop():
+            self.server.close()
+            # connections still talking (or silent on purpose) end first
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_soon(self.loop.stop)
+        self.loop.call_soon_threadsafe(stop)
+        self.thread.join(10)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    async def _client(self, reader, writer):
+        import base64
+        self.connections += 1
+        hello = "VERSION\t1\t2\n" + "".join(f"MECH\t{m}\tplaintext\n" for m in self.mechs) \
+            + "SPID\t1\nCUID\t1\nCOOKIE\t00\nDONE\n"
+        writer.write(hello.encode())
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                f = line.decode().rstrip("\n").split("\t")
+                if f[0] != "AUTH":
+                    continue
+                self.requests.append(f)
+                resp = [x[5:] for x in f if x.startswith("resp=")]
+                user = base64.b64decode(resp[0]).split(b"\0")[1].decode() if resp else ""
+                reply = self.answer(user)
+                if reply is None:
+                    continue
+                if isinstance(reply, bytes):        # a raw line, as is
+                    writer.write(reply)
+                    await writer.drain()
+                    continue
+                writer.write(f"{reply.split(chr(9))[0]}\t{f[1]}\t".encode()
+                             + "\t".join(reply.split("\t")[1:]).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
