@@ -242,3 +242,21 @@ def test_verify_accepts_the_right_certificate(start_daemon, hops, tmp_path):
     d = relay_to(start_daemon, hop, relay_tls="verify", relay_ca=str(cert))
     assert attempt(d)[-1][0] == 250
     assert hop.sessions[0]["tls"] is True
+
+
+def test_client_gone_in_mid_data_leaves_nothing_at_the_next_hop(start_daemon, hops):
+    import socket
+    hop = hops()
+    d = relay_to(start_daemon, hop, workers=1)
+    s = d.authed()
+    assert s.mail("alice@example.test")[0] == 250
+    assert s.rcpt("bob@example.test")[0] == 250
+    code, _ = s.docmd("DATA")
+    assert code == 354
+    s.send(b"Subject: half\r\n\r\n" + b"z" * 70 + b"\r\n")
+    s.sock.shutdown(socket.SHUT_RDWR)
+    s.close()
+    # the next message goes through; the half one never got its dot
+    assert attempt(d)[-1][0] == 250
+    assert len(hop.messages()) == 1
+    assert b"half" not in hop.messages()[0]
