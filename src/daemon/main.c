@@ -218,6 +218,14 @@ int main(int argc, char **argv)
         struct auth *u = auth_open(c, err, sizeof err);
         SSL_CTX *t = u && c->tls_cert[0] ? tls_ctx_new(c, err, sizeof err) : NULL;
         bool ok = u != NULL && (c->tls_cert[0] == '\0' || t != NULL);
+        /* The relay backend's open has no side effects (it checks the
+         * address and relay_ca); Maildir's cleans tmp/, so not that one. */
+        if (ok && c->delivery == DELIVER_RELAY) {
+            struct deliver *dv = deliver_relay.open(c, err, sizeof err);
+            ok = dv != NULL;
+            if (dv != NULL)
+                deliver_relay.close(dv);
+        }
         if (!ok)
             fprintf(stderr, "portcullisd: %s\n", err);
         else

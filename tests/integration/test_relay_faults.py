@@ -260,3 +260,19 @@ def test_client_gone_in_mid_data_leaves_nothing_at_the_next_hop(start_daemon, ho
     assert attempt(d)[-1][0] == 250
     assert len(hop.messages()) == 1
     assert b"half" not in hop.messages()[0]
+
+
+def test_check_refuses_an_unreadable_relay_ca(tmp_path):
+    from conftest import BUILD
+    conf = tmp_path / "p.conf"
+    (tmp_path / "users").write_text("")
+    conf.write_text("[delivery]\nmode = relay\nrelay = smtp://127.0.0.1:1\n"
+                    "relay_tls = verify\nrelay_ca = missing-ca.pem\n")
+    cp = subprocess.run([str(BUILD / "portcullisd"), "-t", "-c", str(conf)],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 1, cp
+    assert "relay_ca" in cp.stderr and "missing-ca.pem" in cp.stderr, cp.stderr
+    conf.write_text("[delivery]\nmode = relay\nrelay = lmtp:unix:/run/x/lmtp\nrelay_tls = may\n")
+    cp = subprocess.run([str(BUILD / "portcullisd"), "-t", "-c", str(conf)],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp
