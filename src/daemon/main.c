@@ -86,6 +86,13 @@ static bool daemon_reload(struct server *s, char *err, size_t errlen)
     if (oldc->nresolver != c->nresolver ||
         memcmp(oldc->resolver, c->resolver, sizeof c->resolver) != 0)
         log_event(LOG_WARN, "reload_partial", "hint", "resolver changes at restart", NULL);
+    /* The delivery backend is opened once, at start (relay keeps its
+     * per-worker connections to the next hop it was opened with). */
+    if (oldc->delivery != c->delivery || strcmp(oldc->relay, c->relay) != 0 ||
+        oldc->relay_tls != c->relay_tls || strcmp(oldc->relay_ca, c->relay_ca) != 0 ||
+        oldc->relay_forward != c->relay_forward || oldc->relay_timeout_ms != c->relay_timeout_ms)
+        log_event(LOG_WARN, "reload_partial", "hint", "[delivery] mode and relay keys change at restart",
+                  NULL);
     log_configure(c->log_level, c->log_format);
     char n[16];
     snprintf(n, sizeof n, "%zu", u->ops->count ? u->ops->count(u) : 0);

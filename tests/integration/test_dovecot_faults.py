@@ -104,3 +104,17 @@ def test_garbage_from_dovecot_is_454_then_reconnects(start_daemon, fake_dovecot,
     assert fake.connections >= 2
     d.wait_log(r"event=auth_backend_down\b.*error=\"?protocol error|event=auth_backend_down\b.*line too long")
     d.wait_log(r"event=auth_backend_up\b")
+
+
+def test_reload_keeps_dovecot_and_can_move_it(start_daemon, fake_dovecot):
+    a = fake_dovecot(lambda user: "OK\tuser=" + user)
+    b = fake_dovecot(lambda user: "FAIL\tuser=" + user)
+    d = daemon_with(start_daemon, a, auth_fail_limit="1000")
+    assert auth(d)[0] == 235
+    d.reload()
+    assert auth(d)[0] == 235          # the same socket: the connection stays
+    assert a.connections <= 2         # (one per worker at most)
+    d.write_config(auth={"dovecot_socket": b.path})
+    d.reload()
+    assert auth(d)[0] == 535          # the new socket answers now
+    assert len(b.requests) == 1

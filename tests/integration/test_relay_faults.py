@@ -276,3 +276,16 @@ def test_check_refuses_an_unreadable_relay_ca(tmp_path):
     cp = subprocess.run([str(BUILD / "portcullisd"), "-t", "-c", str(conf)],
                         capture_output=True, text=True, timeout=30)
     assert cp.returncode == 0, cp
+
+
+def test_reload_says_relay_changes_wait_for_restart(start_daemon, hops):
+    hop = hops()
+    other = hops()
+    d = relay_to(start_daemon, hop)
+    d.write_config(delivery={"relay": f"smtp://127.0.0.1:{other.port}"})
+    line = d.reload()
+    d.wait_log(r"event=reload_partial .*delivery")
+    # still the first next hop
+    assert attempt(d)[-1][0] == 250
+    assert len(hop.messages()) == 1 and other.messages() == []
+    assert line
