@@ -207,6 +207,13 @@ def main():
         if wl == "session-cheap":
             tgt = "≥ 2× Postfix" + (f": {verdict(r_pf >= 2)}" if r_pf is not None else "")
         rows.append([label, "–", fmt_rate(pd), fmt_rate(pf), "–", fmt_ratio(r_pf), tgt])
+    pdr, pf = med("session-relay", "portcullisd-relay", "rate"), med("session-relay", "postfix", "rate")
+    if pdr is not None:
+        r = run_ratio("session-relay", "portcullisd-relay", "postfix")
+        tgt = "≥ 1.0× Postfix alone" + (f": {verdict(r >= 1.0)}" if r is not None else "")
+        rows.append(["relay: client → portcullisd (Dovecot auth) → Postfix, vs client → Postfix "
+                     "(Dovecot SASL), msgs/s at 64 (cheap hash)", "–", fmt_rate(pdr), fmt_rate(pf), "–",
+                     fmt_ratio(r), tgt])
     pd, pf = med("authfail", "portcullisd", "rate"), med("authfail", "postfix", "rate")
     if pd is not None or pf is not None:
         rows.append(["wrong password (AUTH → 535), conns/s at 64, 1 run ²", "–", fmt_rate(pd), fmt_rate(pf),
@@ -272,9 +279,9 @@ def main():
                    "reply codes (all runs)", "error kinds", "unfinished", "PSS mid-run (median)"]
     detail = []
     order = ["greet64", "greet256", "greettls-plain", "greettls-one", "greettls-many", "session-cheap",
-             "session-yescrypt", "session-tls", "authfail"]
+             "session-yescrypt", "session-tls", "session-relay", "authfail"]
     for wl in order:
-        for srv in ("limit", "portcullisd", "postfix"):
+        for srv in ("limit", "portcullisd", "portcullisd-relay", "postfix"):
             rs = runs.get((wl, srv))
             if not rs:
                 continue

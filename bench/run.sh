@@ -13,14 +13,14 @@
 #   BENCH_SECONDS [10]        seconds per run
 #   BENCH_BUILD [build]       the meson build directory
 #   BENCH_OUT [docs/BENCHMARKS.md]   where the report goes; "-" for none
-#   BENCH_PORT_BASE [24250]   ports used: base .. base+3 (keep them out of the
+#   BENCH_PORT_BASE [24250]   ports used: base .. base+5 (keep them out of the
 #                             ephemeral range, or a server restart can find its port taken)
 #   BENCH_IDLE_CONNS [100000] idle plain connections held by portcullisd
 #   BENCH_TLS_IDLE [10000]    idle TLS connections held by portcullisd
 #   BENCH_BLOCKED_IDLE [10000] blocked clients that never send QUIT
 #   BENCH_POSTFIX_IDLE [300]  idle connections held by Postfix (a process each)
 #   BENCH_SKIP_POSTFIX [0]    1: leave Postfix out (reason printed)
-#   BENCH_ONLY [all]          space-separated subset of: greet greettls session tls authfail idle guard
+#   BENCH_ONLY [all]          space-separated subset of: greet greettls session tls relay authfail idle guard
 #   BENCH_KEEP [0]            1: keep the temp dir (logs, configs) and print its path
 set -u
 
@@ -36,7 +36,7 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-100000}
 TLS_IDLE=${BENCH_TLS_IDLE:-10000}
 BLOCKED_IDLE=${BENCH_BLOCKED_IDLE:-10000}
 PF_IDLE=${BENCH_POSTFIX_IDLE:-300}
-ONLY=${BENCH_ONLY:-greet greettls session tls authfail idle guard}
+ONLY=${BENCH_ONLY:-greet greettls session tls relay authfail idle guard}
 PY=/usr/bin/python3
 
 LG="$BUILD/bench/smtp-loadgen"
@@ -49,6 +49,8 @@ P_LIMIT=$PORT_BASE
 P_PD=$((PORT_BASE + 1))
 P_PF=$((PORT_BASE + 2))
 P_PD_TLS=$((PORT_BASE + 3))   # portcullisd's implicit-TLS (/tls) listener
+P_PDR=$((PORT_BASE + 4))   # portcullisd in relay mode with Dovecot auth
+P_PFR=$((PORT_BASE + 5))   # Postfix's loopback smtpd behind it (XFORWARD, no SASL)
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 say() { printf '%s\n' "$*" >&2; }
@@ -139,6 +141,7 @@ server_roots() {  # SERVER -> its root pids
   case "$1" in
     limit) echo "$LIMIT_PID" ;;
     portcullisd) echo "$PD_PID" ;;
+    portcullisd-relay) echo "$PDR_PID" ;;
     postfix) echo "$(tr -d ' ' < "$PF_QUEUE/pid/master.pid" 2>/dev/null) $DC_PID" ;;
   esac
 }
@@ -389,6 +392,13 @@ message_size_limit = 52428800
 EOF
   cat > "$PF_CONF/master.cf" <<EOF
 127.0.0.1:$P_PF inet n - n - - smtpd
+127.0.0.1:$P_PFR inet n - n - - smtpd
+  -o smtpd_authorized_xforward_hosts=127.0.0.0/8
+  -o smtpd_sasl_auth_enable=no
+  -o smtpd_tls_security_level=none
+  -o smtpd_client_restrictions=
+  -o smtpd_relay_restrictions=permit_mynetworks,reject
+  -o smtpd_recipient_restrictions=permit_mynetworks,reject
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -441,6 +451,10 @@ service auth {
     user = postfix
     group = postfix
   }
+  # Portcullis in relay mode asks the same Dovecot over auth-client.
+  unix_listener $T/dovecot/auth-client {
+    mode = 0666
+  }
 }
 EOF
   if ! postfix -c "$PF_CONF" start > "$D/start.log" 2>&1; then
@@ -461,6 +475,56 @@ if [ "${BENCH_SKIP_POSTFIX:-0}" = 1 ]; then
   skip postfix "BENCH_SKIP_POSTFIX=1"
 elif start_postfix; then
   PF_OK=1
+fi
+
+# ---- portcullisd in relay mode, in front of that Postfix, Dovecot for AUTH ----
+PDR_OK=0; PDR_PID=""
+PDR_DIR="$T/portcullisd-relay"; PDR_CONF="$PDR_DIR/portcullis.conf"
+if [ $PF_OK = 1 ] && [ -x "$PD" ] && want relay; then
+  mkdir -p "$PDR_DIR/var"
+  : > "$PDR_DIR/users"
+  cat > "$PDR_CONF" <<EOF
+; portcullisd as the provider's front door: every message relayed to the
+; private Postfix's loopback smtpd (XFORWARD), every password asked of its
+; Dovecot. Limits raised as for the other instance.
+[server]
+hostname = portcullis.bench.test
+listen = 127.0.0.1:$P_PDR
+workers = auto
+max_clients = 1000000
+max_message_size = 25M
+[tls]
+cert = $T/cert.pem
+key = $T/key.pem
+[auth]
+backend = dovecot
+dovecot_socket = $T/dovecot/auth-client
+failure_delay = 1s
+[guard]
+auth_fail_limit = 1000000
+unauth_limit = 1000000
+conn_rate_limit = 100000000
+concurrency_limit = 1000000
+[store]
+backend = sqlite
+path = var/portcullis.db
+[delivery]
+mode = relay
+relay = smtp://127.0.0.1:$P_PFR
+relay_tls = none
+[control]
+socket = var/portcullis.sock
+[log]
+level = warn
+EOF
+  "$PD" -c "$PDR_CONF" 2> "$PDR_DIR/portcullisd.log" &
+  PDR_PID=$!; PIDS="$PIDS $PDR_PID"
+  if wait_port "$P_PDR" 10 "$PDR_PID" && wait_port "$P_PFR" 10; then
+    PDR_OK=1
+    say "bench: portcullisd (relay -> 127.0.0.1:$P_PFR, Dovecot auth) pid $PDR_PID on 127.0.0.1:$P_PDR"
+  else
+    skip portcullisd-relay "did not start: $(tail -3 "$PDR_DIR/portcullisd.log" | tr '\n' ' ')"
+  fi
 fi
 
 servers_greet="limit"
@@ -538,6 +602,18 @@ if want tls; then
   done
 fi
 
+# ---- relay: the same session through Portcullis in front of Postfix ----------
+# Client -> portcullisd (AUTH via Dovecot, the message relayed while the
+# client waits) -> Postfix, against client -> Postfix (AUTH via the same
+# Dovecot); run k of each back to back.
+if want relay && [ $PDR_OK = 1 ]; then
+  say "bench: relay (session via portcullisd -> Postfix vs Postfix alone, Dovecot auth on both) at 64 concurrent"
+  for run in $(seq 1 "$RUNS"); do
+    run_lg session-relay portcullisd-relay "$run" session -P $P_PDR $SESS_ARGS -u $USER_CHEAP -d "$SECS" -q; sleep 1
+    run_lg session-relay postfix "$run" session -P $P_PF $SESS_ARGS -u $USER_CHEAP -d "$SECS" -q; sleep 1
+  done
+fi
+
 # ---- authfail: wrong passwords (one run each; failure delays dominate) ---------
 if want authfail; then
   say "bench: authfail (EHLO, AUTH PLAIN with a wrong password, QUIT) at 64 concurrent"
@@ -603,7 +679,7 @@ DC_VER=$(dovecot --version 2>/dev/null | cut -d' ' -f1 || echo "?")
 "$PY" "$REPO/bench/report.py" --results "$RES" --commands "$CMDS" --skipped "$SKIPS" --notes "$NOTES" \
   --guard "$GB_OUT" --runs "$RUNS" --seconds "$SECS" --elapsed $((END - START)) \
   --postfix-version "$PF_VER" --dovecot-version "$DC_VER" \
-  --ports "$P_LIMIT,$P_PD,$P_PF,$P_PD_TLS" --loadavg "$LOAD_START / $LOAD_END" \
+  --ports "$P_LIMIT,$P_PD,$P_PF,$P_PD_TLS,$P_PDR,$P_PFR" --loadavg "$LOAD_START / $LOAD_END" \
   --invocation "$(env | grep '^BENCH_' | sort | tr '\n' ' ')bench/run.sh" --out "$OUT"
 rc=$?
 [ "$OUT" != "-" ] && [ $rc = 0 ] && say "bench: wrote $OUT"

@@ -190,3 +190,28 @@ put("control", {
     "unicode": '{"cmd":"status","ip":"\\u00e9\\ud83d\\ude00"}',
 })
 print("corpus written", file=sys.stderr)
+
+
+put("relay_reply", {
+    "greeting": "220 mx.example.test ESMTP Postfix\r\n",
+    "ehlo": "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n"
+            "250-STARTTLS\r\n250-XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT\r\n"
+            "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+    "queued": "250 2.0.0 Ok: queued as 4Qx1ZK\r\n",
+    "rcpt-refused": "550 5.1.1 <x@example.test>: Recipient address rejected\r\n",
+    "tempfail": "451-4.3.0 Try\r\n451 4.3.0 again later\r\n",
+    "data": "354 End data with <CR><LF>.<CR><LF>\r\n",
+    "lmtp": "250 2.0.0 <a@b> Saved\r\n452 4.2.2 Mailbox full\r\n",
+    "mixed": "250-a\r\n251 b\r\n",
+})
+
+put("dovecot", {
+    "handshake": "VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\n"
+                 "SPID\t1234\nCUID\t5\nCOOKIE\t0123456789abcdef0123456789abcdef\nDONE\n",
+    "ok": "OK\t1\tuser=alice@example.test\n",
+    "ok-nologin": "OK\t2\tuser=a\tnologin\tproxy\thost=10.0.0.1\n",
+    "fail": "FAIL\t3\tuser=bob\n",
+    "fail-temp": "FAIL\t4\ttemp\treason=Internal\001terror\n",
+    "fail-code": "FAIL\t5\tcode=temp_fail\n",
+    "cont": "CONT\t6\tVXNlcm5hbWU6\n",
+})

@@ -17,12 +17,12 @@ case "$secs" in ''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 2
 
-all="smtp_command smtp_data sasl proxy addr config control httpreq"
+all="smtp_command smtp_data sasl proxy addr config control httpreq relay_reply dovecot"
 targets=${FUZZ_TARGETS:-$all}
 cc=${CC:-clang}
 bin=build-fuzz
 out=fuzz/out
-srcs="base/util base/addr base/config proto/smtp_parse proto/smtp_data proto/sasl proto/proxy admin/ctlreq admin/httpreq admin/selfserve"
+srcs="base/util base/addr base/config proto/smtp_parse proto/smtp_data proto/sasl proto/proxy proto/relay_reply proto/dovecot_proto admin/ctlreq admin/httpreq admin/selfserve"
 cflags="-std=c11 -D_GNU_SOURCE -I src -I fuzz -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all"
 libs="-linih -lcrypto -ljansson -lpthread"
 
@@ -42,6 +42,8 @@ max_len() {
         config)       echo 4096 ;;
         control)      echo 4096 ;;
         httpreq)      echo 8192 ;;
+        relay_reply)  echo 8192 ;;
+        dovecot)      echo 20000 ;;
         *)            echo 4096 ;;
     esac
 }

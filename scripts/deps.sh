@@ -9,10 +9,13 @@ for want in "$@"; do
                  libhiredis-dev libcrypt-dev libinih-dev libjansson-dev libcmocka-dev openssl" ;;
     # swaks needs its Recommends for STARTTLS and IPv6 (installs skip them).
     # prometheus: promtool checks /metrics; chromium, its driver and selenium
-    # drive the web console headless.
+    # drive the web console headless; postfix and dovecot: the real next hop
+    # and auth service the relay and Dovecot tests start privately
+    # (tests/integration/mtautil.py).
     test)  pkgs="$pkgs python3 python3-pytest python3-dnspython swaks msmtp libnet-ssleay-perl libio-socket-inet6-perl
-                 redis-server redis-tools sqlite3 procps prometheus chromium chromium-driver python3-selenium curl" ;;
-    bench) pkgs="$pkgs postfix dovecot-core procps" ;;
+                 redis-server redis-tools sqlite3 procps prometheus chromium chromium-driver python3-selenium curl
+                 postfix dovecot-core dovecot-lmtpd" ;;
+    bench) pkgs="$pkgs postfix dovecot-core dovecot-lmtpd procps" ;;
     fuzz)  pkgs="$pkgs clang libclang-rt-14-dev" ;;
     *) echo "deps.sh: unknown set '$want'" >&2; exit 2 ;;
   esac
@@ -29,8 +32,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "Installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
-# postfix asks questions on install; answer them for a local-only setup.
-echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections 2>/dev/null || true
+# postfix asks questions on install: "No configuration" (the tests and the
+# bench run private instances with their own config_directory; nothing may
+# start a system-wide Postfix on this machine).
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
 echo "postfix postfix/mailname string localhost" | debconf-set-selections 2>/dev/null || true
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -9,6 +9,7 @@ static const struct {
     const struct auth_ops *ops;
 } backends[] = {
     {AUTH_FILE, &auth_file},
+    {AUTH_DOVECOT, &auth_dovecot},
 };
 
 struct auth *auth_open(const struct config *c, char *err, size_t errlen)

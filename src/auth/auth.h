@@ -65,5 +65,6 @@ struct auth *auth_ref(struct auth *a);
 void auth_unref(struct auth *a);
 
 extern const struct auth_ops auth_file;
+extern const struct auth_ops auth_dovecot;   /* auth_dovecot.c */
 
 #endif

@@ -144,7 +144,8 @@ struct users *users_load(const char *path, char *err, size_t errlen)
         free(line);
     }
     fclose(f);
-    if (ok) {
+    if (ok && u->n > 0) {
+        /* (qsort of an empty file's NULL array is undefined, UBSan says) */
         qsort(u->v, u->n, sizeof *u->v, cmp_user);
         for (size_t i = 1; i < u->n; i++)
             if (strcasecmp(u->v[i - 1].name, u->v[i].name) == 0) {

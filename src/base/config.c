@@ -197,6 +197,11 @@ static bool parse_listen_one(const char *w, struct listen_addr *l)
     return parse_host_port(buf, 0, &l->addr, &l->port);
 }
 
+bool config_host_port(const char *w, struct addr *a, uint16_t *port)
+{
+    return parse_host_port(w, 0, a, port);
+}
+
 /* A nameserver: the port defaults to 53. */
 static bool parse_resolver_one(const char *w, struct resolver_addr *r)
 {
@@ -698,8 +703,6 @@ static void config_check(struct parse_ctx *p)
     }
     if (c->control_http[0] != '\0' && c->http_token_file[0] == '\0')
         rule_broken(p, "control", "http", "needs http_token_file (the API's bearer tokens)");
-    if (c->delivery == DELIVER_RELAY)
-        rule_broken(p, "delivery", "mode", "relay is not implemented yet (use maildir)");
 }
 
 struct config *config_load_report(const char *path, config_report_fn report, void *ctx)

@@ -155,4 +155,8 @@ void config_unref(struct config *c);
 /* The duration of the k-th block (k from 1); -1 means permanent. */
 int64_t config_ban_ms(const struct config *c, int k);
 
+/* "IP:PORT" or "[V6]:PORT" (numeric; the port is required), as the
+ * relay and dovecot_socket keys are checked. */
+bool config_host_port(const char *w, struct addr *a, uint16_t *port);
+
 #endif

@@ -204,3 +204,8 @@ void pool_free(struct pool *p)
     pthread_cond_destroy(&p->cv);
     free(p);
 }
+
+struct event_base *pool_mailbox_base(const struct pool_mailbox *m)
+{
+    return event_get_base(m->ev);
+}

@@ -22,6 +22,9 @@ struct pool_mailbox *pool_mailbox_new(struct event_base *base);
 void pool_mailbox_free(struct pool_mailbox *m);
 /* Has m dones waiting for its event base? */
 bool pool_mailbox_pending(struct pool_mailbox *m);
+/* The event base m delivers on (the worker's): for backends that keep
+ * per-worker connections. */
+struct event_base *pool_mailbox_base(const struct pool_mailbox *m);
 
 /* Runs work(arg) on the pool, then done(arg) on m's event base. */
 void pool_submit(struct pool *p, struct pool_mailbox *m, pool_fn work, pool_fn done, void *arg);

@@ -99,6 +99,13 @@ static bool daemon_reload(struct server *s, char *err, size_t errlen)
     if (oldc->nresolver != c->nresolver ||
         memcmp(oldc->resolver, c->resolver, sizeof c->resolver) != 0)
         log_event(LOG_WARN, "reload_partial", "hint", "resolver changes at restart", NULL);
+    /* The delivery backend is opened once, at start (relay keeps its
+     * per-worker connections to the next hop it was opened with). */
+    if (oldc->delivery != c->delivery || strcmp(oldc->relay, c->relay) != 0 ||
+        oldc->relay_tls != c->relay_tls || strcmp(oldc->relay_ca, c->relay_ca) != 0 ||
+        oldc->relay_forward != c->relay_forward || oldc->relay_timeout_ms != c->relay_timeout_ms)
+        log_event(LOG_WARN, "reload_partial", "hint", "[delivery] mode and relay keys change at restart",
+                  NULL);
     log_configure(c->log_level, c->log_format);
     atomic_fetch_add(&s->stats.reloads, 1);
     char n[16];
@@ -244,6 +251,14 @@ int main(int argc, char **argv)
                   (c->control_http[0] == '\0' ||
                    http_tokens_load(c->http_token_file, tok, err, sizeof err));
         free(tok);
+        /* The relay backend's open has no side effects (it checks the
+         * address and relay_ca); Maildir's cleans tmp/, so not that one. */
+        if (ok && c->delivery == DELIVER_RELAY) {
+            struct deliver *dv = deliver_relay.open(c, err, sizeof err);
+            ok = dv != NULL;
+            if (dv != NULL)
+                deliver_relay.close(dv);
+        }
         if (!ok)
             fprintf(stderr, "portcullisd: %s\n", err);
         else

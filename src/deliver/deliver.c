@@ -9,6 +9,7 @@ static const struct {
     const struct deliver_ops *ops;
 } backends[] = {
     {DELIVER_MAILDIR, &deliver_maildir},
+    {DELIVER_RELAY, &deliver_relay},
 };
 
 const struct deliver_ops *deliver_backend(enum delivery_mode mode)

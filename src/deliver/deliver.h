@@ -48,6 +48,7 @@ struct deliver_envelope {
     const char *sender;       /* MAIL FROM path, "" for <> */
     const struct addr *client;
     uint16_t client_port;
+    const char *client_name;  /* its forward-confirmed name, NULL if none */
     const char *helo;
     const char *user;         /* "" when not authenticated */
     const char *proto;        /* RFC 3848: ESMTPSA ... */
@@ -95,6 +96,7 @@ struct deliver {
 /* The row for the configured [delivery] mode; NULL if none is built in. */
 const struct deliver_ops *deliver_backend(enum delivery_mode mode);
 extern const struct deliver_ops deliver_maildir;
+extern const struct deliver_ops deliver_relay;    /* relay_deliver.c */
 
 /* Fills a reply. */
 void deliver_reply_set(struct deliver_reply *r, enum deliver_status st, int code,

@@ -88,7 +88,8 @@ static void cmd_mail(struct session *s, const char *arg)
     util_new_id(t->id);
     struct deliver_envelope e = {
         .queue_id = t->id, .session = s->sid, .sender = t->mail.path, .client = &s->client,
-        .client_port = s->port, .helo = s->helo, .user = s->user, .proto = protocol(s),
+        .client_port = s->port, .client_name = s->rdns_name, .helo = s->helo, .user = s->user,
+        .proto = protocol(s),
         .tls = s->tls, .smtputf8 = t->mail.smtputf8, .body_8bit = t->mail.body == BODY_8BITMIME,
     };
     struct session_env *env = s->env;
@@ -194,8 +195,9 @@ static void data_done(void *arg, const struct deliver_reply *r)
         atomic_fetch_add(&s->env->stats->messages, 1);
         char n[16];
         snprintf(n, sizeof n, "%zu", t->nrcpt);
+        /* In relay mode the next hop's id too, so one grep finds both logs. */
         log_event(LOG_INFO, "delivered", "ip", s->ip, "session", s->sid, "id", t->id,
-                  "user", s->user, "from", t->mail.path, "rcpts", n, NULL);
+                  "next_id", r->id, "user", s->user, "from", t->mail.path, "rcpts", n, NULL);
     } else {
         atomic_fetch_add(&s->env->stats->delivery_failures, 1);
         log_event(LOG_ERROR, "delivery_failed", "ip", s->ip, "session", s->sid, "id", t->id,

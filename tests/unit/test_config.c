@@ -675,23 +675,30 @@ static void test_unknown_section(void **state)
         fail_msg("error \"%s\" does not name the section", err);
 }
 
-/* SPEC §2 lists relay; issue 2 leaves it for later. Either it loads, or the
- * refusal names FILE:LINE and the key like every other error. */
+/* Relay mode (SPEC §7) loads with every relay key; a bad relay address
+ * names its line. */
 static void test_delivery_relay(void **state)
 {
     (void)state;
     char path[PATH_MAX], err[1024], where[PATH_MAX + 16];
-    struct config *c = load_text("; relay\n\n[delivery]\nmode = relay\nrelay = lmtp://127.0.0.1:24\n",
+    struct config *c = load_text("; relay\n\n[delivery]\nmode = relay\nrelay = lmtp://127.0.0.1:24\n"
+                                 "relay_tls = verify\nrelay_forward = no\nrelay_timeout = 5s\n",
                                  path, sizeof path, err, sizeof err);
-    if (c != NULL) {
-        assert_int_equal(c->delivery, DELIVER_RELAY);
-        assert_string_equal(c->relay, "lmtp://127.0.0.1:24");
-        config_unref(c);
-        return;
-    }
-    snprintf(where, sizeof where, "%s:4", path);
-    if (strstr(err, where) == NULL || strstr(err, "mode") == NULL)
-        fail_msg("mode = relay refused with \"%s\": want \"%s\" and \"mode\"", err, where);
+    if (c == NULL)
+        fail_msg("mode = relay refused: %s", err);
+    assert_int_equal(c->delivery, DELIVER_RELAY);
+    assert_string_equal(c->relay, "lmtp://127.0.0.1:24");
+    assert_int_equal(c->relay_tls, RELAY_TLS_VERIFY);
+    assert_false(c->relay_forward);
+    assert_int_equal(c->relay_timeout_ms, 5000);
+    config_unref(c);
+
+    c = load_text("; relay\n\n[delivery]\nmode = relay\nrelay = smtp://mx.example:25\n",
+                  path, sizeof path, err, sizeof err);
+    assert_null(c);
+    snprintf(where, sizeof where, "%s:5", path);
+    if (strstr(err, where) == NULL || strstr(err, "relay") == NULL)
+        fail_msg("a bad relay refused with \"%s\": want \"%s\" and \"relay\"", err, where);
 }
 
 /* A rule over more than one key still points at a line: the listener that
