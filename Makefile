@@ -26,6 +26,7 @@ test-deps:
 run: deps all
 	@scripts/democert.sh etc
 	@scripts/demousers.sh etc/users var/users
+	@scripts/demotoken.sh var/tokens
 	./$(BUILD)/portcullisd -c $(CONF)
 
 test: test-deps all
