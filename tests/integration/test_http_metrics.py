@@ -109,11 +109,18 @@ def test_counters_follow_smtp_traffic(d):
     assert m(after, "portcullis_sessions_open") == 0 or m(after, "portcullis_sessions_open") <= 1
 
 
-def test_grafana_dashboard_uses_only_names_served(d):
+def test_grafana_dashboard_uses_only_names_served(d, start_daemon, tmp_path):
     import json
     from conftest import REPO
+    from smtputil import free_port
     _, text = metrics(d)
     served = set(re.findall(r"^(portcullis_\w+)", text, re.M))
+    # and those only relay mode serves (the next hop is not tried until mail comes)
+    relay = start_http_daemon(start_daemon, tmp_path, public=False, delivery={
+        "mode": "relay", "relay": f"smtp://127.0.0.1:{free_port()}", "relay_tls": "none"})
+    _, text = metrics(relay)
+    assert re.search(r"^portcullis_relay_up 1$", text, re.M), text
+    served |= set(re.findall(r"^(portcullis_\w+)", text, re.M))
     dash = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     used = set(re.findall(r"portcullis_\w+", " ".join(exprs)))
