@@ -117,9 +117,12 @@ function uptime(s) {
 
 async function loadStats() {
   const s = await api("/api/v1/stats");
+  // The stats document is free in form: a tile only for a number the
+  // server sent (account locks come with the account guard).
   const tiles = [
     [s.active_blocks - s.permanent_blocks, "temporary blocks in force"],
     [s.permanent_blocks, "permanent blocks"],
+    [s.account_locks, "accounts locked"],
     [s.open_connections, "SMTP connections open"],
     [s.rejected_blocked, "refused as blocked"],
     [s.auth_fail, "failed logins"],
@@ -128,11 +131,12 @@ async function loadStats() {
   const box = $("stats");
   clear(box);
   for (const [n, t] of tiles) {
+    if (typeof n !== "number" || !Number.isFinite(n)) continue;
     const tile = el("div", "tile");
     tile.append(el("div", "n", Number(n).toLocaleString("en")), el("div", "t", t));
     box.append(tile);
   }
-  $("node").textContent = "daemon up " + uptime(s.uptime_s);
+  $("node").textContent = typeof s.uptime_s === "number" ? "daemon up " + uptime(s.uptime_s) : "";
 }
 
 // ---- one address -----------------------------------------------------------

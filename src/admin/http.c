@@ -59,6 +59,8 @@ struct http {
     pthread_t thread;
     bool running;
     struct listener api, pub;
+    /* Read by the HTTP thread, replaced by a reload (main thread). */
+    pthread_mutex_t tokens_mu;
     struct httpreq_tokens tokens;
     struct rate rate[SELFSERVE_TRACKED];
 };
@@ -260,13 +262,23 @@ static void serve_asset(struct evhttp_request *req, const char *path)
     send_body(req, 200, a->type, (const char *)a->data, a->len);
 }
 
+/* The name of the request's token into by; false when it has none of ours. */
+static bool token_name(struct http *h, struct evhttp_request *req, char by[HTTPREQ_NAME_MAX])
+{
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    pthread_mutex_lock(&h->tokens_mu);
+    const char *name = httpreq_tokens_check(&h->tokens, auth);
+    if (name != NULL)
+        util_strlcpy(by, name, HTTPREQ_NAME_MAX);   /* a reload may replace it after */
+    pthread_mutex_unlock(&h->tokens_mu);
+    return name != NULL;
+}
+
 static void api_request(struct http *h, struct evhttp_request *req, const char *path,
                         const char *query)
 {
-    const char *by = httpreq_tokens_check(&h->tokens,
-                                          evhttp_find_header(evhttp_request_get_input_headers(req),
-                                                             "Authorization"));
-    if (by == NULL) {
+    char by[HTTPREQ_NAME_MAX];
+    if (!token_name(h, req, by)) {
         send_error(req, 401, "a valid bearer token is needed (Authorization: Bearer TOKEN)");
         return;
     }
@@ -610,6 +622,27 @@ bool http_tokens_load(const char *path, struct httpreq_tokens *out, char *err, s
     return true;
 }
 
+bool http_tokens_reload(struct http *h, const struct config *c, char *err, size_t errlen)
+{
+    /* No admin listener (it opens only at start): no tokens to serve. */
+    if (h == NULL || h->api.eh == NULL || c->control_http[0] == '\0')
+        return true;
+    struct httpreq_tokens *t = malloc(sizeof *t);
+    if (t == NULL) {
+        snprintf(err, errlen, "[control] http_token_file: out of memory");
+        return false;
+    }
+    bool ok = http_tokens_load(c->http_token_file, t, err, errlen);
+    if (ok) {
+        pthread_mutex_lock(&h->tokens_mu);
+        h->tokens = *t;
+        pthread_mutex_unlock(&h->tokens_mu);
+    }
+    OPENSSL_cleanse(t, sizeof *t);
+    free(t);
+    return ok;
+}
+
 static bool listener_open(struct http *h, struct listener *l, const struct listen_addr *la,
                           const struct config *c, bool public, char *err, size_t errlen)
 {
@@ -668,6 +701,7 @@ bool http_open(const struct admin *a, const struct config *c, struct http **out,
         return false;
     }
     h->admin = *a;
+    pthread_mutex_init(&h->tokens_mu, NULL);
     *out = h;
     h->sweep = event_new(h->base, -1, EV_PERSIST, sweep, h);
     struct timeval tv = {0, SWEEP_MS * 1000};
@@ -729,5 +763,6 @@ void http_stop(struct http *h)
         event_free(h->sweep);
     event_base_free(h->base);
     OPENSSL_cleanse(&h->tokens, sizeof h->tokens);
+    pthread_mutex_destroy(&h->tokens_mu);
     free(h);
 }

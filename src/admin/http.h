@@ -33,5 +33,10 @@ void http_stop(struct http *h);
 /* `portcullisd -t` and http_open: the token file must be a regular file
  * that group and others cannot read, holding good NAME:TOKEN lines. */
 bool http_tokens_load(const char *path, struct httpreq_tokens *out, char *err, size_t errlen);
+/* A reload (main thread): c's http_token_file read again, the same way;
+ * its tokens replace the old ones at once, for requests that arrive from
+ * now. False (err says why) when the file is refused: the old tokens stay.
+ * True, doing nothing, without an admin listener. */
+bool http_tokens_reload(struct http *h, const struct config *c, char *err, size_t errlen);
 
 #endif

@@ -1,7 +1,9 @@
 #include "admin/metrics.h"
 
 #include <inttypes.h>
+#include "auth/auth.h"
 #include "base/util.h"
+#include "deliver/deliver.h"
 
 #ifndef PORTCULLIS_VERSION
 #define PORTCULLIS_VERSION "unknown"
@@ -44,6 +46,38 @@ static void delivery_histogram(struct evbuffer *o, struct stats *st)
                         name, cum);
 }
 
+static void sessions_by_state(struct evbuffer *o, struct stats *st)
+{
+    static const char *const names[] = STATS_STATE_NAMES;
+    _Static_assert(ARRAY_LEN(names) == STATS_STATES, "a name for every state");
+    family(o, "portcullis_sessions", "gauge",
+           "SMTP connections open now by what they are doing (rejected: the 554 and its linger).");
+    for (size_t i = 0; i < STATS_STATES; i++) {
+        /* Workers move connections while we read: a moment's -1 is no state. */
+        long n = atomic_load(&st->in_state[i]);
+        evbuffer_add_printf(o, "portcullis_sessions{state=\"%s\"} %ld\n", names[i], n > 0 ? n : 0);
+    }
+}
+
+/* The password checker and, in relay mode, the next hop: up unless the
+ * last try to reach them failed. */
+static void backends(struct evbuffer *o, struct server *s)
+{
+    struct auth *a = server_auth(s);
+    family(o, "portcullis_auth_backend_up", "gauge",
+           "1 unless the last try to reach the auth backend failed (the users file is always up).");
+    evbuffer_add_printf(o, "portcullis_auth_backend_up{backend=\"%s\"} %d\n", a->ops->name,
+                        a->ops->up == NULL || a->ops->up(a));
+    auth_unref(a);
+    const struct deliver *d = s->deliver;
+    /* The backend opened at start (a reload does not change it). */
+    if (d != NULL && d->ops == &deliver_relay) {
+        family(o, "portcullis_relay_up", "gauge",
+               "1 unless the last try to reach the next hop ([delivery] relay) failed.");
+        evbuffer_add_printf(o, "portcullis_relay_up %d\n", d->ops->up(d));
+    }
+}
+
 void metrics_render(struct server *s, struct evbuffer *o)
 {
     struct stats *st = &s->stats;
@@ -68,6 +102,7 @@ void metrics_render(struct server *s, struct evbuffer *o)
                                load(&st->rejected_busy)});
     family(o, "portcullis_sessions_open", "gauge", "SMTP connections open now.");
     evbuffer_add_printf(o, "portcullis_sessions_open %ld\n", atomic_load(&s->clients));
+    sessions_by_state(o, st);
     family(o, "portcullis_tls_sessions_total", "counter", "TLS handshakes completed (STARTTLS and implicit TLS).");
     evbuffer_add_printf(o, "portcullis_tls_sessions_total %lu\n", load(&st->tls_sessions));
     family(o, "portcullis_proxy_errors_total", "counter", "Connections closed for a missing or bad PROXY header.");
@@ -109,7 +144,11 @@ void metrics_render(struct server *s, struct evbuffer *o)
            "1 when the block store takes writes (SQLite) or is reachable (Redis).");
     evbuffer_add_printf(o, "portcullis_store_up{backend=\"%s\"} %d\n",
                         c->store == STORE_REDIS ? "redis" : "sqlite", !atomic_load(&s->store->down));
+    backends(o, s);
     family(o, "portcullis_reloads_total", "counter", "Configurations taken on by SIGHUP or a reload request.");
     evbuffer_add_printf(o, "portcullis_reloads_total %lu\n", load(&st->reloads));
+    family(o, "portcullis_reload_failures_total", "counter",
+           "Reloads refused (a bad configuration, users, TLS or token file): the old one stays.");
+    evbuffer_add_printf(o, "portcullis_reload_failures_total %lu\n", load(&st->reload_failures));
     config_unref(c);
 }

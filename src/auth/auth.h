@@ -52,6 +52,9 @@ struct auth_ops {
      * demo user of etc/users is among them. Either may be NULL. */
     size_t (*count)(const struct auth *a);
     bool (*has_demo)(const struct auth *a);
+    /* For /metrics: false while the backend cannot be reached (the last
+     * try failed). NULL: always up (a file in memory). */
+    bool (*up)(const struct auth *a);
 };
 
 struct auth {

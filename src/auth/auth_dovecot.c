@@ -79,6 +79,12 @@ static unsigned dc_mechanisms(const struct auth *a)
            (m & DOVECOT_MECH_LOGIN ? AUTH_MECH_LOGIN : 0);
 }
 
+static bool dc_up(const struct auth *a)
+{
+    (void)a;
+    return dovecot_up();
+}
+
 struct check {
     auth_done_cb done;
     void *arg;
@@ -124,4 +130,5 @@ const struct auth_ops auth_dovecot = {
     .verify = dc_verify,
     .count = NULL,
     .has_demo = NULL,
+    .up = dc_up,
 };

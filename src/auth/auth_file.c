@@ -114,4 +114,5 @@ const struct auth_ops auth_file = {
     .verify = file_verify,
     .count = file_count,
     .has_demo = file_has_demo,
+    .up = NULL,     /* read into memory: always up */
 };

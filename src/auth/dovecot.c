@@ -346,6 +346,11 @@ void dovecot_free(struct dovecot *d)
     free(d);
 }
 
+bool dovecot_up(void)
+{
+    return !atomic_load(&backend_down);
+}
+
 unsigned dovecot_mechs(unsigned ours)
 {
     unsigned k = atomic_load(&known_mechs);

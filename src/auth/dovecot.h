@@ -33,6 +33,9 @@ void dovecot_free(struct dovecot *d);
  * of any worker said; `ours` itself while no handshake has told (an AUTH
  * then gets 454 if Dovecot is down). */
 unsigned dovecot_mechs(unsigned ours);
+/* False from an auth_backend_down to the next auth_backend_up: the last
+ * worker to try could not reach Dovecot. True before any try. */
+bool dovecot_up(void);
 /* The socket it was made for (a reload may name another). */
 const char *dovecot_socket(const struct dovecot *d);
 

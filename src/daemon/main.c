@@ -79,9 +79,18 @@ static bool daemon_reload(struct server *s, char *err, size_t errlen)
         auth_unref(u);
         u = NULL;
     }
+    /* The last check, as it takes effect at once: a token rotation needs
+     * no restart, and a refused file keeps the tokens in use. */
+    if (u != NULL && !http_tokens_reload(http, c, err, errlen)) {
+        auth_unref(u);
+        u = NULL;
+        if (tls)
+            SSL_CTX_free(tls);
+    }
     if (u == NULL) {
         config_unref(c);
         log_event(LOG_ERROR, "reload_refused", "error", err, NULL);
+        atomic_fetch_add(&s->stats.reload_failures, 1);
         return false;
     }
     pthread_mutex_lock(&s->mu);
@@ -95,6 +104,10 @@ static bool daemon_reload(struct server *s, char *err, size_t errlen)
     if (oldc->nlisten != c->nlisten || memcmp(oldc->listen, c->listen, sizeof c->listen) != 0 ||
         oldc->workers != c->workers)
         log_event(LOG_WARN, "reload_partial", "hint", "listen and workers change at restart", NULL);
+    if (strcmp(oldc->control_http, c->control_http) != 0 ||
+        strcmp(oldc->public_http, c->public_http) != 0)
+        log_event(LOG_WARN, "reload_partial", "hint", "[control] http and public_http change at restart",
+                  NULL);
     /* Each worker's resolver is built once, at start. */
     if (oldc->nresolver != c->nresolver ||
         memcmp(oldc->resolver, c->resolver, sizeof c->resolver) != 0)

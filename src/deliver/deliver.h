@@ -86,6 +86,10 @@ struct deliver_ops {
     /* Forget the message (RSET, refused data, a closed session): nothing
      * of it stays. No callback of this transaction runs after. */
     void (*abort)(struct deliver_tx *t);
+    /* For /metrics: false while the next hop cannot be reached (the last
+     * try failed). NULL: always up (a local disk; its failures are
+     * counted per message). */
+    bool (*up)(const struct deliver *d);
 };
 
 /* A backend instance. */

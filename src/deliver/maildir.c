@@ -330,5 +330,5 @@ static void md_abort(struct deliver_tx *t)
 }
 
 const struct deliver_ops deliver_maildir = {
-    "maildir", md_open, md_close, md_begin, md_rcpt, md_write, md_end, md_abort,
+    "maildir", md_open, md_close, md_begin, md_rcpt, md_write, md_end, md_abort, NULL,
 };

@@ -65,6 +65,9 @@ struct relay *relay_new(struct event_base *base, const struct relay_conf *rc, ch
                         size_t errlen);
 /* Closes every connection; transactions must be freed before. */
 void relay_free(struct relay *r);
+/* False from a relay_down log line to the next relay_up, whichever worker
+ * saw it: the next hop could not be reached. True before any try. */
+bool relay_up(void);
 
 /* A transaction, at the client's first RCPT. `id` is our queue id (it
  * goes on as XFORWARD IDENT). Strings are copied. */

@@ -22,6 +22,11 @@ static atomic_bool relay_down;
 
 static void conn_fail(struct conn *c, const char *why);
 
+bool relay_up(void)
+{
+    return !atomic_load(&relay_down);
+}
+
 /* ---- the wire ----------------------------------------------------------- */
 
 void rconn_send(struct conn *c, enum cstate next, const char *fmt, ...)

@@ -275,6 +275,12 @@ static void rd_abort(struct deliver_tx *t)
     free(t);
 }
 
+static bool rd_up(const struct deliver *d)
+{
+    (void)d;
+    return relay_up();
+}
+
 const struct deliver_ops deliver_relay = {
-    "relay", rd_open, rd_close, rd_begin, rd_rcpt, rd_write, rd_end, rd_abort,
+    "relay", rd_open, rd_close, rd_begin, rd_rcpt, rd_write, rd_end, rd_abort, rd_up,
 };

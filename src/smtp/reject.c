@@ -26,6 +26,7 @@ struct rejected {
     uint8_t quit;          /* how much of "QUIT" the line matched */
     uint8_t errors;
     bool draining;         /* we said our last word: only read until EOF */
+    uint8_t counted_as;    /* enum stats_state: rejected, or a session's closing */
 };
 
 #define LINGER_MS 2000
@@ -44,6 +45,7 @@ static void rejected_free(struct rejected *r)
     TAILQ_REMOVE(r->draining ? &r->env->lingering : &r->env->rejected, r, link);
     close(r->fd);
     atomic_fetch_sub(r->env->clients, 1);
+    stats_state_move(r->env->stats, r->counted_as, -1);
     free(r);
 }
 
@@ -133,6 +135,9 @@ static struct rejected *rejected_new(struct session_env *w, evutil_socket_t fd, 
         return NULL;
     }
     TAILQ_INSERT_TAIL(draining ? &w->lingering : &w->rejected, r, link);
+    /* Born draining: a session's last bytes; else a 554 of the fast path. */
+    r->counted_as = draining ? STATS_CLOSING : STATS_REJECTED;
+    stats_state_move(w->stats, -1, r->counted_as);
     return r;
 }
 

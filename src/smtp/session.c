@@ -52,6 +52,14 @@ static const char *const state_names[] = {
     [ST_REJECTED] = "rejected",
 };
 
+/* Each state's place in /metrics' sessions by state. */
+static const enum stats_state state_stats[] = {
+    [ST_NEW] = STATS_NEW, [ST_PROXY] = STATS_PROXY, [ST_CMD] = STATS_COMMAND,
+    [ST_AUTH_PLAIN] = STATS_AUTH, [ST_AUTH_USER] = STATS_AUTH, [ST_AUTH_PASS] = STATS_AUTH,
+    [ST_DATA] = STATS_DATA, [ST_REJECTED] = STATS_REJECTED,
+};
+_Static_assert(ARRAY_LEN(state_stats) == ST_REJECTED + 1, "every state has its gauge");
+
 void enter_state(struct session *s, enum state st)
 {
     if (st == s->state)
@@ -59,6 +67,8 @@ void enter_state(struct session *s, enum state st)
     if (log_enabled(LOG_DEBUG))
         log_event(LOG_DEBUG, "state", "session", s->sid, "from", state_names[s->state],
                   "to", state_names[st], NULL);
+    if (state_stats[st] != state_stats[s->state])
+        stats_state_move(s->env->stats, (int)state_stats[s->state], (int)state_stats[st]);
     s->state = st;
 }
 
@@ -129,6 +139,7 @@ static void session_free(struct session *s)
     free(s->rdns_name);
     log_event(LOG_DEBUG, "close", "ip", s->ip, "session", s->sid, NULL);
     TAILQ_REMOVE(&env->sessions, s, link);
+    stats_state_move(env->stats, (int)state_stats[s->state], -1);
     /* A TLS layer that failed has put its alert (handshake_failure, say)
      * beneath it, where freeing would drop it: one try to send it, so the
      * client learns why instead of reading an unexpected EOF. */
@@ -640,6 +651,7 @@ void session_accept(struct session_env *w, struct config *c, evutil_socket_t fd,
     addr_format(&peer, false, s->ip);
     util_new_id(s->sid);
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
+    stats_state_move(w->stats, -1, (int)state_stats[ST_NEW]);
     if (!tls_reject)     /* like the plain fast path's: not a connection served */
         atomic_fetch_add(&w->stats->connections, 1);
     /* Reading stops at this much unprocessed input: TCP pushes back. */

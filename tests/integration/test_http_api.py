@@ -4,6 +4,7 @@ and a listener that keeps serving SMTP and the API through a slow-loris
 client and hundreds of garbage connections."""
 
 import json
+import signal
 import socket
 import subprocess
 import threading
@@ -14,7 +15,8 @@ import pytest
 from conftest import BUILD, Daemon
 from guardutil import check_block_shape, check_status_shape, fail_auth, greeting_of
 from httputil import (
-    OTHER_TOKEN, TOKEN, get, post, raw_http, request, start_http_daemon, write_tokens,
+    OTHER_TOKEN, TOKEN, get, m, metrics, post, raw_http, request, start_http_daemon,
+    write_tokens,
 )
 from smtputil import T
 
@@ -65,6 +67,43 @@ def test_token_file_readable_by_others_is_refused(tmp_path, tls_files):
     cp = subprocess.run([str(BUILD / "portcullisd"), "-t", "-c", str(dd.conf_path)],
                         capture_output=True, timeout=20 * T, text=True)
     assert cp.returncode == 1 and "line 1" in cp.stderr, cp
+
+
+def test_reload_rereads_the_token_file(d, tmp_path):
+    """A rotation needs no restart; a bad file is refused and the tokens in
+    use stay."""
+    new = "rotated-desk-token-0011223344556677"
+    write_tokens(tmp_path / "tokens", f"desk:{new}\nmonitor:{OTHER_TOKEN}\n")
+    assert get(d, "/api/v1/stats", token=new).status == 401    # not before the reload
+    d.reload()
+    assert get(d, "/api/v1/stats", token=new).status == 200
+    assert get(d, "/api/v1/stats", token=OTHER_TOKEN).status == 200
+    assert get(d, "/api/v1/stats", token=TOKEN).status == 401  # the one taken out
+    # the new token's name is the author
+    r = post(d, "/api/v1/block", {"ip": "127.0.0.8", "for": "1h"}, token=new)
+    assert r.status == 200, r.body
+    r = post(d, "/api/v1/unblock", {"ip": "127.0.0.8", "reason": "rotated"}, token=new)
+    assert r.json()["block"]["lifted_by"] == "desk"
+    # refused: readable by others (SIGHUP), then a bad line (portcullisctl
+    # reload, which says why); each time the tokens in use stay
+    first = d.mark()
+    for text, mode, why in ((f"desk:{TOKEN}\n", 0o644, "chmod 600"),
+                            ("desk:short\n", 0o600, "line 1")):
+        write_tokens(tmp_path / "tokens", text, mode=mode)
+        start = d.mark()
+        if mode == 0o644:
+            d.send_signal(signal.SIGHUP)
+        else:
+            cp = d.ctl("reload")
+            assert cp.returncode != 0 and why in cp.stderr + cp.stdout, cp
+        line = d.wait_log(r"event=reload_refused\b.*$", start=start).group(0)
+        assert "http_token_file" in line and why in line, line
+        assert get(d, "/api/v1/stats", token=new).status == 200
+        assert get(d, "/api/v1/stats", token=TOKEN).status == 401
+    assert d.log_lines("reload", start=first) == []
+    values, _ = metrics(d)
+    assert m(values, "portcullis_reload_failures_total") == 2
+    assert m(values, "portcullis_reloads_total") == 1
 
 
 # ---- the routes and their documents -------------------------------------
@@ -124,8 +163,7 @@ def test_block_and_unblock_record_the_token_name(d):
 def test_permanent_block_and_bare_token_named_api(start_daemon, tmp_path):
     d = start_http_daemon(start_daemon, tmp_path)
     write_tokens(tmp_path / "tokens", f"{TOKEN}\n")
-    # the token file is read at start: restart to take the bare token
-    d.restart()
+    d.reload()
     r = post(d, "/api/v1/block", {"ip": "127.0.0.0/24", "permanent": True})
     assert r.status == 200, r.body
     b = r.json()["block"]

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from guardutil import fail_auth, greeting_of
-from httputil import TOKEN, post, start_http_daemon
+from httputil import TOKEN, get, post, start_http_daemon
 from smtputil import T
 
 CHROMIUM = shutil.which("chromium")
@@ -91,6 +91,19 @@ def test_console_token_lookup_lift_block_list(start_daemon, tmp_path, browser):
     facts = drv.find_element(By.ID, "r-facts").text
     assert "failed logins" in facts and "Offending window" in facts and "3 events" in facts
     assert "failed logins" in drv.find_element(By.ID, "r-summary").text
+    # what the server may or may not send (repeats, account locks) is shown
+    # only when sent, and nothing says undefined, NaN or null
+    st = get(d, "/api/v1/status?ip=127.0.0.31").json()
+    if "repeats" not in st:
+        assert "Repeated" not in facts
+    elif st["repeats"]:
+        assert "Repeated" in facts and str(st["repeats"]) in facts
+    tiles = drv.find_element(By.ID, "stats").text
+    has_locks = isinstance(get(d, "/api/v1/stats").json().get("account_locks"), int)
+    assert ("accounts locked" in tiles) == has_locks, tiles
+    page = drv.find_element(By.TAG_NAME, "body").text
+    for junk in ("undefined", "NaN", "null", "[object"):
+        assert junk not in page, (junk, page)
     shot(drv, tmp_path, "2-lookup")
 
     # lift it with a reason: SMTP from it is greeted again
