@@ -779,3 +779,8 @@ void guard_stats(struct guard *g, int64_t now, struct guard_stats *out)
     out->bytes += out->block_bytes + out->index_bytes;
     out->bytes += expheap_bytes(&g->heap);
 }
+
+uint64_t guard_evictions(const struct guard *g)
+{
+    return atomic_load(&((struct guard *)g)->t.evictions);
+}

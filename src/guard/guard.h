@@ -151,6 +151,8 @@ struct guard_stats {
     size_t block_bytes;          /* block and ladder records (blocked or recently blocked prefixes) */
 };
 void guard_stats(struct guard *g, int64_t now, struct guard_stats *out);
+/* Entries forgotten so far to stay within max_tracked (cheap: one load). */
+uint64_t guard_evictions(const struct guard *g);
 
 /* Cluster mode: while a shared store counts for all nodes, this node's
  * own counts do not impose blocks (the store does, via guard_impose); when

@@ -12,7 +12,7 @@
  *
  * Eviction when max_tracked entries exist: a sampled comparison, not a
  * sort. Up to SAMPLE entries of the shard the newcomer falls in (then of a
- * few other shards, if their locks are free) are weighed by
+ * few other non-empty shards, if their locks are free) are weighed by
  * guard_entry_worth(): recent events, failures weighing more than
  * connections; a block or an open connection is never evicted, and a
  * prefix with blocks on its ladder only after every plain one. The least
@@ -27,7 +27,7 @@
 #define TABLE_CHUNK (1u << CHUNK_SHIFT)
 #define SAMPLE 8
 #define SAMPLE_BUCKETS 64
-#define OTHER_SHARDS 4
+#define OTHER_SHARDS 4           /* non-empty ones */
 
 static struct entry *at(const struct shard *s, uint32_t hd)
 {
@@ -219,11 +219,17 @@ static bool make_room(struct table *t, struct shard *s, const struct config *c, 
         return true;
     /* This shard has nothing cheap: look at a few others, without waiting
      * for their locks (two shards' locks are never waited for at once). */
-    for (int i = 0; i < OTHER_SHARDS; i++) {
-        struct shard *o = &t->shards[next_rnd(s) % TABLE_SHARDS];
+    size_t start = (size_t)(next_rnd(s) % TABLE_SHARDS);
+    int sampled = 0;
+    for (size_t i = 0; i < TABLE_SHARDS && sampled < OTHER_SHARDS; i++) {
+        struct shard *o = &t->shards[(start + i) % TABLE_SHARDS];
         if (o == s || pthread_mutex_trylock(&o->mu) != 0)
             continue;
-        bool done = evict_in(t, o, c, worth, now);
+        bool done = false;
+        if (o->n > 0) {     /* a small table leaves most shards empty: skip those */
+            sampled++;
+            done = evict_in(t, o, c, worth, now);
+        }
         pthread_mutex_unlock(&o->mu);
         if (done)
             return true;
