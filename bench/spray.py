@@ -152,12 +152,12 @@ level = warn
         print("  daemon RSS (kB) after each tenth: " + " ".join(str(r) for _, r, _ in samples)
               + f" (before the spray: {rss0})")
         print(f"  second half growth: {rss_end - rss_mid} kB; tracked now {st['tracked_prefixes']:,}, "
-              f"evictions {st['evictions']:,}, untracked {st.get('untracked', 0):,}")
+              f"evictions {st.get('evictions', 0):,}, untracked {st.get('untracked', 0):,}")
         print(f"  near-limit addresses that kept their {LIMIT - 1} failures: {kept} of {len(NEAR)}; "
               f"blocked at the next failure: {blocked} of {len(NEAR)}")
         print(f"RESULT spray_daemon n={n} max_tracked={a.max_tracked} conns_per_s={n / secs:.0f} "
               f"rss_start_kb={rss0} rss_mid_kb={rss_mid} rss_end_kb={rss_end} "
-              f"tracked={st['tracked_prefixes']} evictions={st['evictions']} kept={kept} "
+              f"tracked={st['tracked_prefixes']} evictions={st.get('evictions', 0)} kept={kept} "
               f"blocked={blocked} near={len(NEAR)} errors={errors}")
         sys.stdout.flush()
         return kept == len(NEAR) and blocked == len(NEAR)
