@@ -10,6 +10,7 @@ from clusterutil import (  # noqa: F401  (fixtures)
     cluster, fail_auth as cluster_fail_auth, greeting as cluster_greeting, greeting_554,
     redis, wait_greeting,
 )
+from smtputil import SANITIZED
 from guardutil import (
     GREETING_554, PLAIN_AUTH_ALL, Conn, proxy_v1, proxy_v2, status, wait_until,
 )
@@ -76,7 +77,8 @@ def test_spray_is_bounded_and_a_slow_guesser_still_gets_blocked(start_daemon):
     grown = rss_kb(pid) - base
     assert st["tracked_prefixes"] <= 1000, st
     assert st["evictions"] >= 15000, st
-    assert grown < 2048, f"resident memory grew {grown} kB over 18,000 sprayed addresses"
+    # (ASan keeps freed memory in quarantine: RSS says nothing there)
+    assert SANITIZED or grown < 2048, f"resident memory grew {grown} kB over 18,000 sprayed addresses"
     # the guesser's four failures survived the spray: the fifth is the limit
     assert status(d, guesser)["counters"]["auth_failures"] == 4
     c = Conn(d.port, header=proxy_v1(guesser))
