@@ -36,7 +36,6 @@ struct guard {
     struct table t;
     struct gindex *ix;           /* blocks in force, for the accept-time check */
     _Atomic uint64_t epoch;
-    _Atomic size_t blockrecs;
     atomic_bool shared;          /* another party decides (cluster mode) */
     struct expheap heap;         /* when blocks end */
     struct escmap esc;           /* automatic blocks in force per wider prefix */
@@ -196,23 +195,22 @@ uint32_t guard_entry_worth(const struct entry *e, const struct config *c, int64_
 
 static const uint32_t WORTH_CONN = 1, WORTH_OFFENSE = 4;
 
-static struct blockrec *blockrec_of(struct guard *g, struct entry *e)
+static struct blockrec *blockrec_of(struct entry *e)
 {
     if (e->b == NULL) {
-        e->b = calloc(1, sizeof *e->b);
+        e->b = calloc(1, BLOCKREC_SIZE(BLOCKREC_MIN));
         if (e->b != NULL)
-            atomic_fetch_add_explicit(&g->blockrecs, 1, memory_order_relaxed);
+            e->b->cap = BLOCKREC_MIN;
     }
     return e->b;
 }
 
 /* The record is dropped once it holds nothing: no block, no ladder. */
-static void blockrec_trim(struct guard *g, struct entry *e)
+static void blockrec_trim(struct entry *e)
 {
     if (e->b != NULL && e->b->block_id == 0 && e->b->noff == 0 && e->b->rejects == 0) {
         free(e->b);
         e->b = NULL;
-        atomic_fetch_sub_explicit(&g->blockrecs, 1, memory_order_relaxed);
     }
 }
 
@@ -264,13 +262,23 @@ static void forget_old_offenses(struct blockrec *b, const struct config *c, int6
  * an outage). Two blocks of one prefix cannot start in the same
  * millisecond (the first holds while the second would be counted), so the
  * start time identifies the block. */
-static void add_offense(struct blockrec *b, int64_t at, bool learned)
+static void add_offense(struct entry *e, int64_t at, bool learned)
 {
+    struct blockrec *b = e->b;
     for (uint8_t i = 0; learned && i < b->noff; i++)
         if (b->offenses[i] == at)
             return;
-    if (b->noff == CONFIG_MAX_PERMANENT_AFTER) {
-        memmove(b->offenses, b->offenses + 1, sizeof b->offenses - sizeof b->offenses[0]);
+    if (b->noff == b->cap && b->cap < CONFIG_MAX_PERMANENT_AFTER) {
+        uint8_t cap = (uint8_t)(b->cap * 2 > CONFIG_MAX_PERMANENT_AFTER ? CONFIG_MAX_PERMANENT_AFTER
+                                                                        : b->cap * 2);
+        struct blockrec *nb = realloc(b, BLOCKREC_SIZE(cap));
+        if (nb != NULL) {          /* else: the oldest goes, as when full */
+            e->b = b = nb;
+            b->cap = cap;
+        }
+    }
+    if (b->noff == b->cap) {
+        memmove(b->offenses, b->offenses + 1, (size_t)(b->cap - 1) * sizeof b->offenses[0]);
         b->noff--;
     }
     /* Keep the list sorted: installs from the store may come in any order. */
@@ -326,7 +334,7 @@ static void clear_block(struct guard *g, struct entry *e)
     e->b->reason = GUARD_NONE;
     e->b->rejects = 0;
     gindex_del(g->ix, &e->key);
-    blockrec_trim(g, e);
+    blockrec_trim(e);
 }
 
 static uint64_t new_id(void)
@@ -345,7 +353,7 @@ static bool impose_as(struct guard *g, const struct config *c, struct entry *e,
                       enum guard_reason reason, int64_t first, uint32_t events, int64_t now,
                       struct guard_block *made)
 {
-    struct blockrec *b = blockrec_of(g, e);
+    struct blockrec *b = blockrec_of(e);
     if (b == NULL)
         return false;
     memset(made, 0, sizeof *made);
@@ -355,7 +363,7 @@ static bool impose_as(struct guard *g, const struct config *c, struct entry *e,
 
     forget_old_offenses(b, c, now);
     int64_t dur = config_ban_ms(c, b->noff + 1);
-    add_offense(b, now, false);
+    add_offense(e, now, false);
     int64_t until = dur < 0 ? INT64_MAX : now + dur;
     uint64_t id = new_id();
     set_block(g, c, e, reason, id, now, until);
@@ -545,7 +553,7 @@ void guard_block_manual(struct guard *g, const struct addr *prefix, int64_t dura
     *had_old = false;
     pthread_mutex_lock(&s->mu);
     struct entry *e = table_get(&g->t, s, h, prefix, NULL, 0, now, true);
-    if (e == NULL || blockrec_of(g, e) == NULL) {
+    if (e == NULL || blockrec_of(e) == NULL) {
         pthread_mutex_unlock(&s->mu);
         return;
     }
@@ -597,9 +605,9 @@ void guard_install(struct guard *g, const struct config *c, const struct guard_b
     struct shard *s = table_shard(&g->t, &b->prefix, &h);
     pthread_mutex_lock(&s->mu);
     struct entry *e = table_get(&g->t, s, h, &b->prefix, c, 0, now, true);
-    if (e != NULL && blockrec_of(g, e) != NULL) {
+    if (e != NULL && blockrec_of(e) != NULL) {
         if (in_memory)
-            add_offense(e->b, b->started_at, true);
+            add_offense(e, b->started_at, true);
         if (active && e->b->block_id != b->id)
             set_block(g, automatic(b->reason) ? c : NULL, e, b->reason, b->id, b->started_at,
                       b->expires_at == 0 ? INT64_MAX : b->expires_at);
@@ -661,7 +669,7 @@ static bool sweep_one(struct entry *e, void *arg)
     struct sweep_ctx *sc = arg;
     if (e->b != NULL) {
         forget_old_offenses(e->b, sc->c, sc->now);
-        blockrec_trim(sc->g, e);
+        blockrec_trim(e);
     }
     bool idle = e->b == NULL && e->concurrent == 0 && rates_idle(e, sc->c, sc->now);
     sc->freed += idle;
@@ -734,6 +742,8 @@ struct list_ctx {
 static bool list_one(struct entry *e, void *arg)
 {
     struct list_ctx *l = arg;
+    if (l->st != NULL && e->b != NULL)
+        l->st->block_bytes += BLOCKREC_SIZE(e->b->cap);
     if (entry_blocked(e, l->now)) {
         if (l->cb != NULL)
             l->cb(l->ctx, e->b->block_id, &e->key, e->b->block_until);
@@ -771,7 +781,6 @@ void guard_stats(struct guard *g, int64_t now, struct guard_stats *out)
     }
     out->evictions = atomic_load(&g->t.evictions);
     out->untracked = atomic_load(&g->t.untracked);
-    out->block_bytes = atomic_load(&g->blockrecs) * sizeof(struct blockrec);
     struct gindex_stats is;
     gindex_stats(g->ix, &is);
     out->index_prefixes = is.live;

@@ -27,7 +27,9 @@ struct rate {
 
 enum { RATE_AUTH, RATE_UNAUTH, RATE_CONN, NRATES };
 
-/* What only a blocked (or recently blocked) prefix needs. */
+/* What only a blocked (or recently blocked) prefix needs: 40 bytes and
+ * the ladder's block times, room for BLOCKREC_MIN at first (the default
+ * ladder needs four), grown up to CONFIG_MAX_PERMANENT_AFTER. */
 struct blockrec {
     uint64_t block_id;           /* 0: no block in force */
     int64_t block_started;
@@ -36,9 +38,12 @@ struct blockrec {
     uint32_t reject_logged;      /* second of the last reject log line */
     uint8_t reason;              /* enum guard_reason of the block in force */
     uint8_t noff;                /* used slots of offenses[] */
+    uint8_t cap;                 /* its room */
     uint8_t esc_bits;            /* the block counts toward escalation at this length; 0: not */
-    int64_t offenses[CONFIG_MAX_PERMANENT_AFTER];  /* starts (ms) of automatic blocks, oldest first */
+    int64_t offenses[];          /* starts (ms) of automatic blocks, oldest first */
 };
+#define BLOCKREC_MIN 4
+#define BLOCKREC_SIZE(cap) (sizeof(struct blockrec) + (size_t)(cap) * sizeof(int64_t))
 
 struct entry {
     struct addr key;             /* family 0: a free slab slot */
