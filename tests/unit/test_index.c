@@ -367,6 +367,34 @@ static void escalate_ipv4_edges(void **state)
     config_unref(c);
 }
 
+/* A ladder longer than a block record's first room (4 block times): the
+ * record grows and every block is remembered. */
+static void long_ladder(void **state)
+{
+    (void)state;
+    struct config *c = cfg();
+    c->permanent_after = 10;
+    struct guard *g = guard_new();
+    struct addr a = A("192.0.2.77");
+    struct guard_block made;
+    for (int k = 1; k <= 10; k++) {
+        int64_t now = T0 + k * 2 * 24 * HOUR;
+        expired_n = 0;
+        guard_expire(g, now, count_expired, NULL);
+        assert_int_equal(expired_n, k == 1 ? 0 : 1);
+        assert_true(guard_impose(g, c, &a, GUARD_AUTH_FAILURES, now, 5, now, &made));
+        assert_int_equal(made.state, k == 10 ? BLOCK_PERMANENT : BLOCK_ACTIVE);
+        struct guard_status gs;
+        guard_status(g, c, &a, now, &gs);
+        assert_int_equal(gs.offenses, k);
+    }
+    struct guard_stats st;
+    guard_stats(g, T0, &st);
+    assert_true(st.block_bytes > 0);
+    guard_free(g);
+    config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +405,7 @@ int main(void)
         cmocka_unit_test(evict_order),
         cmocka_unit_test(escalate_ipv6),
         cmocka_unit_test(escalate_ipv4_edges),
+        cmocka_unit_test(long_ladder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
