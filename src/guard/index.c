@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "base/util.h"
 
 /*
@@ -156,13 +157,21 @@ static int64_t until_dec(uint64_t meta)
 
 /* ---- tables ----------------------------------------------------------- */
 
+/* A big table asks for transparent huge pages: a check touches one random
+ * spot of tens of megabytes, and with 4 KB pages the page-table walk costs
+ * about as much as the cache miss itself. */
+#define HUGE_PAGE (2u << 20)
+
 static struct itab *tab_new(size_t n)
 {
     size_t bytes = sizeof(struct itab) + n * sizeof(struct islot);
-    bytes = (bytes + 63) & ~(size_t)63;
-    struct itab *t = aligned_alloc(64, bytes);
+    size_t align = bytes >= HUGE_PAGE ? HUGE_PAGE : 64;
+    bytes = (bytes + align - 1) & ~(size_t)(align - 1);
+    struct itab *t = aligned_alloc(align, bytes);
     if (t == NULL)
         return NULL;
+    if (align == HUGE_PAGE)
+        madvise(t, bytes, MADV_HUGEPAGE);   /* advice only: fine if refused */
     memset(t, 0, bytes);
     t->n = n;
     return t;
