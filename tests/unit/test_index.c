@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +156,68 @@ static void index_resize_and_tombstones(void **state)
         struct addr p = (i & 1) ? v4(0x0a000000u + i, 32) : v6(i, i, 64);
         if (gindex_lookup(ix, &p, T0, false, NULL, NULL) != in[i])
             fail_msg("prefix %u: lookup says %d, truth %d", i, !in[i], in[i]);
+    }
+    gindex_free(ix);
+}
+
+/* Readers never miss a prefix that stays in the table while a writer
+ * grows, fills with tombstones and shrinks it (under ASan: nor read a
+ * freed table). */
+struct reader_arg {
+    struct gindex *ix;
+    atomic_bool *stop;
+    long lookups, misses;
+};
+
+static void *reader(void *p)
+{
+    struct reader_arg *r = p;
+    while (!atomic_load(r->stop)) {
+        for (uint32_t i = 0; i < 256; i++) {
+            struct addr a = v4(0xc0000200u + i, 32);   /* 192.0.2.i */
+            r->misses += !gindex_lookup(r->ix, &a, T0, false, NULL, NULL);
+            struct addr b = v6(0xbeef, i, 128);
+            r->misses += !gindex_lookup(r->ix, &b, T0, false, NULL, NULL);
+            r->lookups += 2;
+        }
+    }
+    return NULL;
+}
+
+static void index_concurrent_readers(void **state)
+{
+    (void)state;
+    struct gindex *ix = gindex_new();
+    for (uint32_t i = 0; i < 256; i++) {
+        struct addr a = v4(0xc0000200u + i, 32);
+        struct addr b = v6(0xbeef, i, 64);
+        assert_true(gindex_put(ix, &a, INT64_MAX));
+        assert_true(gindex_put(ix, &b, T0 + HOUR));
+    }
+    atomic_bool stop = false;
+    struct reader_arg ra[2] = {{ix, &stop, 0, 0}, {ix, &stop, 0, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, reader, &ra[i]);
+    struct gindex_stats st;
+    for (int round = 0; round < 6; round++) {
+        for (uint32_t i = 0; i < 20000; i++) {
+            struct addr p = v4(0x0b000000u + i, 32);
+            gindex_put(ix, &p, T0 + HOUR);
+        }
+        for (uint32_t i = 0; i < 20000; i++) {
+            struct addr p = v4(0x0b000000u + i, 32);
+            gindex_del(ix, &p);
+        }
+    }
+    gindex_stats(ix, &st);
+    atomic_store(&stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_true(st.resizes >= 12);
+    for (int i = 0; i < 2; i++) {
+        assert_true(ra[i].lookups > 0);
+        assert_int_equal(ra[i].misses, 0);
     }
     gindex_free(ix);
 }
@@ -401,6 +465,7 @@ int main(void)
         cmocka_unit_test(index_put_lookup_del),
         cmocka_unit_test(index_lengths_and_families),
         cmocka_unit_test(index_resize_and_tombstones),
+        cmocka_unit_test(index_concurrent_readers),
         cmocka_unit_test(evict_spray_keeps_near_limit),
         cmocka_unit_test(evict_order),
         cmocka_unit_test(escalate_ipv6),
