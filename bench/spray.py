@@ -129,7 +129,8 @@ level = warn
         t0 = time.monotonic()
         for k in range(slices):
             cp = subprocess.run([os.path.join(a.build, "bench", "bench-spray"), "-P", str(a.port),
-                                 "-n", str(per), "-b", str(k * per), "-c", str(a.concurrency)],
+                                 "-n", str(per), "-b", str(k * per), "-c", str(a.concurrency)]
+                                + (["-6"] if a.v6 else []),
                                 capture_output=True, text=True, timeout=1800)
             res = dict(kv.split("=") for kv in cp.stdout.split()[2:]) if "RESULT" in cp.stdout else {}
             samples.append((per * (k + 1), rss_kb(p.pid), res))
@@ -146,7 +147,7 @@ level = warn
         errors = sum(int(r.get("errors", 0)) for _, _, r in samples)
         rss_mid = samples[slices // 2 - 1][1]
         rss_end = samples[-1][1]
-        print(f"N = {n:,} addresses (PROXY v2, IPv4), max_tracked = {a.max_tracked:,}, "
+        print(f"N = {n:,} addresses (PROXY v2, {'IPv6 /64s' if a.v6 else 'IPv4'}), max_tracked = {a.max_tracked:,}, "
               f"concurrency {a.concurrency}:")
         print(f"  {n / secs:,.0f} connections/s ({secs:.1f} s; {ok:,} greeted 220, {errors} errors)")
         print("  daemon RSS (kB) after each tenth: " + " ".join(str(r) for _, r, _ in samples)
@@ -178,6 +179,7 @@ def main():
     ap.add_argument("--max-tracked", type=int, default=10000)
     ap.add_argument("--port", type=int, default=24260)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--v6", action="store_true", help="spray IPv6 /64s instead of IPv4 addresses")
     a = ap.parse_args()
     good = all([run_one(a, int(x)) for x in a.n.split(",")])
     return 0 if good else 1
