@@ -378,10 +378,8 @@ static struct reader *reader_enter(struct gindex *ix)
 }
 
 /* One length's probe, under the caller's sequence check. */
-static bool probe(const struct gindex *ix, const struct itab *t, size_t i, const struct ikey *k,
-                  uint64_t *meta)
+static bool probe(const struct itab *t, size_t i, const struct ikey *k, uint64_t *meta)
 {
-    (void)ix;
     for (size_t probes = 0; probes < t->n; probes++) {
         const struct islot *s = &t->s[i];
         uint64_t m = ld(&s->meta);
@@ -406,8 +404,8 @@ bool gindex_lookup(struct gindex *ix, const struct addr *client, int64_t now, bo
     raw_of(client, &hi, &lo);
     struct reader *r = reader_enter(ix);
     bool found;
-    int found_bits;
-    uint64_t found_meta;
+    int found_bits = 0;
+    uint64_t found_meta = 0;
     for (;;) {
         unsigned s0 = atomic_load_explicit(&ix->seq, memory_order_acquire);
         if (s0 & 1) {
@@ -437,7 +435,7 @@ bool gindex_lookup(struct gindex *ix, const struct addr *client, int64_t now, bo
         for (int j = 0; j < nk && !found; j++) {
             int q = widest ? j : nk - 1 - j;
             uint64_t meta;
-            if (probe(ix, t, at[q], &keys[q], &meta) && until_dec(meta) > now) {
+            if (probe(t, at[q], &keys[q], &meta) && until_dec(meta) > now) {
                 found = true;
                 found_bits = (int)(keys[q].kb >> KB_SHIFT & 0xff);
                 found_meta = meta;
