@@ -208,7 +208,7 @@ static struct blockrec *blockrec_of(struct entry *e)
 /* The record is dropped once it holds nothing: no block, no ladder. */
 static void blockrec_trim(struct entry *e)
 {
-    if (e->b != NULL && e->b->block_id == 0 && e->b->noff == 0 && e->b->rejects == 0) {
+    if (e->b != NULL && e->b->block_id == 0 && e->b->noff == 0) {
         free(e->b);
         e->b = NULL;
     }
@@ -332,7 +332,6 @@ static void clear_block(struct guard *g, struct entry *e)
     e->b->block_until = 0;
     e->b->block_started = 0;
     e->b->reason = GUARD_NONE;
-    e->b->rejects = 0;
     gindex_del(g->ix, &e->key);
     blockrec_trim(e);
 }
@@ -519,28 +518,8 @@ uint32_t guard_reject_note(struct guard *g, const struct addr *client, int64_t n
 bool guard_check_reject(struct guard *g, const struct addr *client, int64_t now,
                         uint32_t *log_count, struct addr *prefix)
 {
-    *log_count = 0;
-    struct addr p;
-    if (!gindex_lookup(g->ix, client, now, false, &p, NULL))
-        return false;
-    /* The index says blocked; the 554s are counted on the entry, for the
-     * once-a-minute log line. */
-    uint64_t h;
-    struct shard *s = table_shard(&g->t, &p, &h);
-    pthread_mutex_lock(&s->mu);
-    struct entry *e = table_find(s, h, &p);
-    if (e != NULL && e->b != NULL) {
-        uint32_t sec = (uint32_t)(now / 1000);
-        e->b->rejects++;
-        if (e->b->reject_logged == 0 || sec - e->b->reject_logged >= 60) {
-            *log_count = e->b->rejects;
-            *prefix = e->key;
-            e->b->rejects = 0;
-            e->b->reject_logged = sec;
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    return true;
+    /* The index counts the 554s itself: this path touches no entry. */
+    return gindex_reject(g->ix, client, now, log_count, prefix);
 }
 
 void guard_block_manual(struct guard *g, const struct addr *prefix, int64_t duration_ms,

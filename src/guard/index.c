@@ -12,11 +12,13 @@
  * Layout: an array of 24-byte slots, open addressing with linear probing.
  * A slot is the prefix's bits (IPv4 in the top half of `hi`) and one word
  * `meta` = kind (8 bits) | prefix length (8) | until (48, ms since the
- * epoch, all ones = permanent). The table is rebuilt 45 % full when slots
- * in use (live + tombstones) pass 60 %, and when live ones fall under a
- * quarter, so a blocked prefix costs 40 to 53 bytes (96 at worst just
- * before a shrink), and a miss reads about 3.6 slots (one or two cache
- * lines; linear probing at 60 %). Slots map to positions by a multiply (any size,
+ * epoch, all ones = permanent), plus, in an array beside, one 8-byte note
+ * per slot that counts the 554s for the once-a-minute log line, so that the
+ * reject path touches no counting entry. The table is rebuilt half full
+ * when slots in use (live + tombstones) pass 65 %, and when live ones fall
+ * under a quarter, so a blocked prefix costs 49 to 64 bytes (128 at worst
+ * just before a shrink), and a miss reads about 4.6 slots (two cache lines;
+ * linear probing at 65 %). Slots map to positions by a multiply (any size,
  * not only powers of two, which would cost up to twice the memory), and
  * the hash is keyed by a random seed: the blocked prefixes are partly the
  * attacker's choice, and must not be made to collide.
@@ -42,6 +44,7 @@ struct islot {
 
 struct itab {
     size_t n;
+    _Atomic uint64_t *note;        /* per slot: 554s not yet logged << 32 | second of the last log line */
     struct islot s[];
 };
 
@@ -164,7 +167,7 @@ static int64_t until_dec(uint64_t meta)
 
 static struct itab *tab_new(size_t n)
 {
-    size_t bytes = sizeof(struct itab) + n * sizeof(struct islot);
+    size_t bytes = sizeof(struct itab) + n * (sizeof(struct islot) + sizeof(uint64_t));
     size_t align = bytes >= HUGE_PAGE ? HUGE_PAGE : 64;
     bytes = (bytes + align - 1) & ~(size_t)(align - 1);
     struct itab *t = aligned_alloc(align, bytes);
@@ -174,6 +177,7 @@ static struct itab *tab_new(size_t n)
         madvise(t, bytes, MADV_HUGEPAGE);   /* advice only: fine if refused */
     memset(t, 0, bytes);
     t->n = n;
+    t->note = (_Atomic uint64_t *)(void *)&t->s[n];
     return t;
 }
 
@@ -228,10 +232,10 @@ static void wait_readers(struct gindex *ix)
             sched_yield();
 }
 
-/* Rebuilds the table 45 % full for `want` live prefixes. */
+/* Rebuilds the table half full for `want` live prefixes. */
 static bool rebuild(struct gindex *ix, size_t want)
 {
-    size_t n = want * 20 / 9 < MIN_SLOTS ? MIN_SLOTS : want * 20 / 9;
+    size_t n = want * 2 < MIN_SLOTS ? MIN_SLOTS : want * 2;
     struct itab *old = atomic_load_explicit(&ix->tab, memory_order_relaxed);
     struct itab *t = tab_new(n);
     if (t == NULL)
@@ -244,6 +248,10 @@ static bool rebuild(struct gindex *ix, size_t want)
         struct islot *free_at = NULL;
         find_slot(ix, t, &k, &free_at);
         *free_at = *s;
+        /* (a 554 counted in the old table from now until the swap is lost) */
+        atomic_store_explicit(&t->note[free_at - t->s],
+                              atomic_load_explicit(&old->note[i], memory_order_relaxed),
+                              memory_order_relaxed);
     }
     write_begin(ix);
     atomic_store(&ix->tab, t);
@@ -311,7 +319,7 @@ bool gindex_put(struct gindex *ix, const struct addr *prefix, int64_t until)
         write_end(ix);
         goto out;
     }
-    if ((ix->live + ix->tombs + 1) * 10 > t->n * 6) {
+    if ((ix->live + ix->tombs + 1) * 20 > t->n * 13) {
         if (!rebuild(ix, ix->live + 1) && ix->live + ix->tombs + 1 >= t->n) {
             ok = false;    /* full, and no memory for more: the caller keeps its entry */
             goto out;
@@ -324,6 +332,7 @@ bool gindex_put(struct gindex *ix, const struct addr *prefix, int64_t until)
     st(&free_at->hi, k.hi);
     st(&free_at->lo, k.lo);
     st(&free_at->meta, meta);
+    atomic_store_explicit(&t->note[free_at - t->s], 0, memory_order_relaxed);
     len_count(ix, &k, +1);
     write_end(ix);
     ix->live++;
@@ -378,7 +387,8 @@ static struct reader *reader_enter(struct gindex *ix)
 }
 
 /* One length's probe, under the caller's sequence check. */
-static bool probe(const struct itab *t, size_t i, const struct ikey *k, uint64_t *meta)
+static bool probe(const struct itab *t, size_t i, const struct ikey *k, uint64_t *meta,
+                  size_t *slot)
 {
     for (size_t probes = 0; probes < t->n; probes++) {
         const struct islot *s = &t->s[i];
@@ -388,6 +398,7 @@ static bool probe(const struct itab *t, size_t i, const struct ikey *k, uint64_t
             return false;
         if ((m & ~UNTIL_MASK) == k->kb && ld(&s->hi) == k->hi && ld(&s->lo) == k->lo) {
             *meta = m;
+            *slot = i;
             return true;
         }
         if (++i == t->n)
@@ -396,8 +407,32 @@ static bool probe(const struct itab *t, size_t i, const struct ikey *k, uint64_t
     return false;
 }
 
-bool gindex_lookup(struct gindex *ix, const struct addr *client, int64_t now, bool widest,
-                   struct addr *hit, int64_t *until)
+/* A 554 to the prefix in slot i: counted; returns the count to log when a
+ * minute has passed since the last line for it (0 otherwise). Lock-free:
+ * the slot's note is one word, changed by compare-and-swap. */
+static uint32_t note_reject(const struct itab *t, size_t i, int64_t now)
+{
+    uint32_t sec = (uint32_t)(now / 1000);
+    uint64_t old = atomic_load_explicit(&t->note[i], memory_order_relaxed), new;
+    uint32_t n;
+    do {
+        uint32_t logged = (uint32_t)old, pending = (uint32_t)(old >> 32);
+        if (pending < UINT32_MAX)
+            pending++;
+        if (logged == 0 || sec - logged >= 60) {
+            new = sec;                                   /* log them now, start afresh */
+            n = pending;
+        } else {
+            new = (uint64_t)pending << 32 | logged;
+            n = 0;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&t->note[i], &old, new, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return n;
+}
+
+static bool lookup(struct gindex *ix, const struct addr *client, int64_t now, bool widest,
+                   struct addr *hit, int64_t *until, uint32_t *log_count)
 {
     int fam = client->family == AF_INET ? 0 : 1;
     uint64_t hi, lo;
@@ -432,18 +467,25 @@ bool gindex_lookup(struct gindex *ix, const struct addr *client, int64_t now, bo
             }
         }
         found = false;
+        size_t slot = 0;
         for (int j = 0; j < nk && !found; j++) {
             int q = widest ? j : nk - 1 - j;
             uint64_t meta;
-            if (probe(t, at[q], &keys[q], &meta) && until_dec(meta) > now) {
+            if (probe(t, at[q], &keys[q], &meta, &slot) && until_dec(meta) > now) {
                 found = true;
                 found_bits = (int)(keys[q].kb >> KB_SHIFT & 0xff);
                 found_meta = meta;
             }
         }
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&ix->seq, memory_order_relaxed) == s0)
+        if (atomic_load_explicit(&ix->seq, memory_order_relaxed) == s0) {
+            /* The table stays allocated while this thread is counted as a
+             * reader, so its note may be counted even if a writer has come
+             * by since (the count is for a log line: a race costs a 554). */
+            if (found && log_count != NULL)
+                *log_count = note_reject(t, slot, now);
             break;
+        }
     }
     atomic_fetch_sub_explicit(&r->n, 1, memory_order_release);
     if (found) {
@@ -464,7 +506,20 @@ void gindex_stats(struct gindex *ix, struct gindex_stats *out)
     out->live = ix->live;
     out->tombstones = ix->tombs;
     out->slots = t->n;
-    out->bytes = sizeof(struct itab) + t->n * sizeof(struct islot);
+    out->bytes = sizeof(struct itab) + t->n * (sizeof(struct islot) + sizeof(uint64_t));
     out->resizes = ix->resizes;
     pthread_mutex_unlock(&ix->mu);
+}
+
+bool gindex_lookup(struct gindex *ix, const struct addr *client, int64_t now, bool widest,
+                   struct addr *hit, int64_t *until)
+{
+    return lookup(ix, client, now, widest, hit, until, NULL);
+}
+
+bool gindex_reject(struct gindex *ix, const struct addr *client, int64_t now,
+                   uint32_t *log_count, struct addr *prefix)
+{
+    *log_count = 0;
+    return lookup(ix, client, now, false, prefix, NULL, log_count);
 }

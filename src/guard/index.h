@@ -32,6 +32,12 @@ bool gindex_del(struct gindex *ix, const struct addr *prefix);
 bool gindex_lookup(struct gindex *ix, const struct addr *client, int64_t now, bool widest,
                    struct addr *hit, int64_t *until);
 
+/* The same check for a client about to get the 554: on a hit, also counts
+ * the 554 against the blocked prefix (*prefix) and, at most once a minute
+ * per prefix, returns in *log_count how many to log (else 0). */
+bool gindex_reject(struct gindex *ix, const struct addr *client, int64_t now,
+                   uint32_t *log_count, struct addr *prefix);
+
 struct gindex_stats {
     size_t live;                 /* prefixes in the table */
     size_t tombstones;

@@ -27,15 +27,13 @@ struct rate {
 
 enum { RATE_AUTH, RATE_UNAUTH, RATE_CONN, NRATES };
 
-/* What only a blocked (or recently blocked) prefix needs: 40 bytes and
+/* What only a blocked (or recently blocked) prefix needs: 32 bytes and
  * the ladder's block times, room for BLOCKREC_MIN at first (the default
  * ladder needs four), grown up to CONFIG_MAX_PERMANENT_AFTER. */
 struct blockrec {
     uint64_t block_id;           /* 0: no block in force */
     int64_t block_started;
     int64_t block_until;         /* INT64_MAX: permanent */
-    uint32_t rejects;            /* 554s not yet logged */
-    uint32_t reject_logged;      /* second of the last reject log line */
     uint8_t reason;              /* enum guard_reason of the block in force */
     uint8_t noff;                /* used slots of offenses[] */
     uint8_t cap;                 /* its room */

@@ -81,6 +81,37 @@ static void index_put_lookup_del(void **state)
     gindex_free(ix);
 }
 
+/* The 554s to a blocked prefix: the first is logged at once, then the
+ * count since, at most once a minute, also after the table was rebuilt. */
+static void index_reject_notes(void **state)
+{
+    (void)state;
+    struct gindex *ix = gindex_new();
+    struct addr net = A("198.51.100.0/24"), c1 = A("198.51.100.1"), c2 = A("198.51.100.2"), p;
+    uint32_t n;
+    gindex_put(ix, &net, T0 + HOUR);
+    assert_true(gindex_reject(ix, &c1, T0, &n, &p));
+    assert_int_equal(n, 1);
+    assert_true(addr_equal(&p, &net));
+    for (int i = 0; i < 9; i++) {
+        assert_true(gindex_reject(ix, (i & 1) ? &c1 : &c2, T0 + 1000 * i, &n, &p));
+        assert_int_equal(n, 0);
+    }
+    /* grow the table under it: the pending count moves along */
+    for (uint32_t i = 0; i < 5000; i++) {
+        struct addr q = v4(0x0a000000u + i, 32);
+        gindex_put(ix, &q, T0 + HOUR);
+    }
+    assert_true(gindex_reject(ix, &c2, T0 + 60 * SEC, &n, &p));
+    assert_int_equal(n, 10);
+    assert_true(gindex_reject(ix, &c2, T0 + 61 * SEC, &n, &p));
+    assert_int_equal(n, 0);
+    struct addr out = A("198.51.101.1");
+    assert_false(gindex_reject(ix, &out, T0, &n, &p));
+    assert_int_equal(n, 0);
+    gindex_free(ix);
+}
+
 static void index_lengths_and_families(void **state)
 {
     (void)state;
@@ -464,6 +495,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(index_put_lookup_del),
         cmocka_unit_test(index_lengths_and_families),
+        cmocka_unit_test(index_reject_notes),
         cmocka_unit_test(index_resize_and_tombstones),
         cmocka_unit_test(index_concurrent_readers),
         cmocka_unit_test(evict_spray_keeps_near_limit),
