@@ -313,8 +313,9 @@ static void set_block(struct guard *g, const struct config *c, struct entry *e,
         b->esc_bits = wide.bits;
         escmap_add(&g->esc, &wide, +1);
     }
-    /* Out of memory here leaves the block to the sessions' own checks
-     * (guard_status still sees it) until the index can take it. */
+    /* Only out of memory fails here: the block is then recorded (status,
+     * list, expiry) but not enforced at accept; nothing better to do
+     * without memory. */
     gindex_put(g->ix, &e->key, until);
     if (until != INT64_MAX)
         expheap_push(&g->heap, until, id, &e->key);
