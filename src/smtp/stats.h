@@ -21,7 +21,7 @@ struct stats {
     atomic_ulong messages_refused;       /* 552: over max_message_size */
     atomic_ulong tls_sessions;           /* TLS handshakes completed */
     atomic_ulong reloads;                /* configurations taken on (SIGHUP, reload) */
-    atomic_ulong blocks_by[GUARD_MANUAL + 1];   /* by enum guard_reason */
+    atomic_ulong blocks_by[GUARD_ESCALATED + 1];   /* by enum guard_reason */
     atomic_ulong delivery_ms[STATS_LATENCY_N];  /* per bucket, not cumulative */
     atomic_ulong delivery_ms_sum;
 };
@@ -41,7 +41,7 @@ static inline void stats_delivery_time(struct stats *st, int64_t ms)
 static inline void stats_block(struct stats *st, enum guard_reason why)
 {
     atomic_fetch_add(&st->blocks, 1);
-    if ((unsigned)why <= GUARD_MANUAL)
+    if ((unsigned)why <= GUARD_ESCALATED)
         atomic_fetch_add(&st->blocks_by[why], 1);
 }
 
