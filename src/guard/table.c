@@ -29,6 +29,11 @@
 #define SAMPLE_BUCKETS 64
 #define OTHER_SHARDS 4           /* non-empty ones */
 
+/* Issue 15's memory budget: every tracked prefix pays for one of these,
+ * so what only some prefixes need (blocks, pending 554 counts, TLS
+ * grants) goes in the block record instead. */
+_Static_assert(sizeof(struct entry) <= 88, "the counting entry grew past 88 bytes");
+
 static struct entry *at(const struct shard *s, uint32_t hd)
 {
     return &s->chunks[(hd - 1) >> CHUNK_SHIFT][(hd - 1) & (TABLE_CHUNK - 1)];
