@@ -293,6 +293,100 @@ static void index_concurrent_readers(void **state)
     gindex_free(ix);
 }
 
+/* ---- issue 11's counts on this structure ------------------------------- */
+
+struct tally {
+    uint32_t blocked, concurrency;
+};
+
+static void tally_cb(void *ctx, const struct addr *prefix, enum guard_verdict why, uint32_t n)
+{
+    (void)prefix;
+    struct tally *t = ctx;
+    if (why == GUARD_REJECT_BLOCKED)
+        t->blocked += n;
+    else
+        t->concurrency += n;
+}
+
+static void no_expiry_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_t at)
+{
+    (void)id, (void)prefix, (void)at;
+    (*(int *)ctx)++;
+}
+
+static struct config *cfg(void);
+
+/* Every 554 counted comes out once: across index rebuilds, a block lifted
+ * by the cluster (no take), an expiry, and a table full of a spray that
+ * would evict the prefix whose concurrency 554s are still unlogged. */
+static void reject_counts_survive(void **state)
+{
+    (void)state;
+    struct config *c = cfg();
+    c->max_tracked = 300;
+    c->concurrency_limit = 1;
+    struct guard *g = guard_new();
+    struct guard_block m, old;
+    bool had, did;
+    struct addr net = A("203.0.113.0/24"), cl = A("203.0.113.9"), p;
+    guard_block_manual(g, &net, 1 * HOUR, T0, &m, &old, &had);
+    uint32_t n, logged = 0;
+    for (uint32_t i = 0; i < 3000; i++) {
+        assert_true(guard_check_reject(g, &cl, T0 + i, &n, &p));
+        logged += n;
+        if (i % 30 == 0) {         /* other blocks grow the index under it */
+            struct addr q = v4(0x0a000000u + i, 32);
+            guard_block_manual(g, &q, 1 * HOUR, T0, &m, &old, &had);
+        }
+    }
+    assert_int_equal(logged, 1);
+    /* lifted elsewhere in the cluster: nobody takes, the flush finds them */
+    struct guard_status gs;
+    guard_status(g, c, &cl, T0 + 4 * SEC, &gs);
+    assert_true(gs.blocked && addr_equal(&gs.block_prefix, &net));
+    guard_remove(g, &net, gs.block_id);
+    assert_false(guard_blocked(g, &cl, T0 + 4 * SEC));
+    struct tally t = {0};
+    guard_reject_flush(g, T0 + 5 * SEC, false, tally_cb, &t);
+    assert_int_equal(logged + t.blocked, 3000);
+
+    /* an expiry: take() after guard_expire gets what was pending */
+    struct addr e = A("198.18.0.0/16"), ec = A("198.18.1.1");
+    guard_block_manual(g, &e, 10 * SEC, T0, &m, &old, &had);
+    for (int i = 0; i < 4; i++)
+        assert_true(guard_check_reject(g, &ec, T0 + i, &n, &p));
+    int expired = 0;
+    assert_true(guard_expire(g, T0 + 11 * SEC, no_expiry_cb, &expired) >= 1);
+    assert_int_equal(guard_reject_take(g, &e, T0 + 11 * SEC), 3);
+
+    /* concurrency 554s pending on a prefix whose connections closed: a
+     * spray does not evict them */
+    struct addr busy = A("192.0.2.77");
+    assert_int_equal(guard_connect(g, c, &busy, T0 + 2 * HOUR, &m, &did), GUARD_ACCEPT);
+    uint32_t conc = 0;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(guard_connect(g, c, &busy, T0 + 2 * HOUR + i, &m, &did), GUARD_REJECT_CONCURRENCY);
+        conc += guard_concurrency_note(g, c, &busy, T0 + 2 * HOUR + i, &p);
+    }
+    guard_disconnect(g, c, &busy);
+    for (uint32_t i = 0; i < 5000; i++) {
+        struct addr a = v4(0x0b000000u + i, 32);
+        guard_connect(g, c, &a, T0 + 2 * HOUR + SEC + i, &m, &did);
+        guard_disconnect(g, c, &a);
+    }
+    struct guard_stats st;
+    guard_stats(g, T0 + 2 * HOUR + 10 * SEC, &st);
+    assert_true(st.evictions >= 4000);
+    guard_sweep(g, c, T0 + 2 * HOUR + 10 * SEC);
+    memset(&t, 0, sizeof t);
+    guard_reject_flush(g, T0 + 2 * HOUR + 10 * SEC, true, tally_cb, &t);
+    assert_int_equal(conc, 1);
+    assert_int_equal(conc + t.concurrency, 10);
+    guard_free(g);
+    config_unref(c);
+}
+
 /* ---- max_tracked ------------------------------------------------------ */
 
 static struct config *cfg(void)
@@ -537,6 +631,7 @@ int main(void)
         cmocka_unit_test(index_lengths_and_families),
         cmocka_unit_test(index_reject_notes),
         cmocka_unit_test(index_notes_taken),
+        cmocka_unit_test(reject_counts_survive),
         cmocka_unit_test(index_resize_and_tombstones),
         cmocka_unit_test(index_concurrent_readers),
         cmocka_unit_test(evict_spray_keeps_near_limit),
