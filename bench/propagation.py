@@ -120,6 +120,8 @@ def main():
     ap.add_argument("--deadline", type=float, default=600.0,
                     help="give up on the whole run after this many seconds [600]")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (logs)")
+    ap.add_argument("--nodes", type=int, default=2,
+                    help="nodes on the one Redis [2]; blocks go to the first, the last is polled")
     args = ap.parse_args()
     if not 1 <= args.n <= 62500:
         ap.error("-n must be 1..62500 (one 198.18.0.0/15 address each)")
@@ -140,7 +142,9 @@ def main():
     redis = None
     started = time.monotonic()
     try:
-        redis_port, p1, p2 = free_ports(3)
+        if not 2 <= args.nodes <= 20:
+            raise SystemExit("propagation: --nodes must be 2 .. 20")
+        redis_port, *ports = free_ports(1 + args.nodes)
         redis = Redis(tmp / "redis", port=redis_port)
         try:
             redis.start()
@@ -148,7 +152,7 @@ def main():
             raise SystemExit(f"propagation: {e}")
 
         nodes = []
-        for name, port in (("node1", p1), ("node2", p2)):
+        for name, port in ((f"node{k + 1}", p) for k, p in enumerate(ports)):
             folder = tmp / name
             conf = node_config(folder, name, port, redis_port)
             log = folder / "daemon.log"
@@ -166,7 +170,7 @@ def main():
                 return sock.exists()
             wait_for(ready, 20, f"{name}'s control socket")
             nodes.append(sock)
-        c1, c2 = Control(nodes[0]), Control(nodes[1])
+        c1, c2 = Control(nodes[0]), Control(nodes[-1])
         # node2 must have joined the cluster: a warm-up block must reach it
         warm = c1.request({"cmd": "block", "ip": "198.19.255.254", "duration_ms": 60000,
                            "by": "bench"})
@@ -213,13 +217,13 @@ def main():
         print(f"samples {len(v)}, timeouts {timeouts} (> {args.sample_timeout}s), "
               f"status polls {polls}")
         if v:
-            print(f"latency block on node1 -> status not clear on node2 (ms): "
+            print(f"latency block on node1 -> status not clear on node{args.nodes} (ms): "
                   f"min {v[0]:.3f}  p50 {pct(v, 50):.3f}  p90 {pct(v, 90):.3f}  "
                   f"p99 {pct(v, 99):.3f}  max {v[-1]:.3f}  mean {statistics.fmean(v):.3f}")
         if block_rtt:
             b, s2 = sorted(block_rtt), sorted(status_rtt)
             print(f"of which: block request round trip on node1 p50 {pct(b, 50):.3f} "
-                  f"p99 {pct(b, 99):.3f} ms; one status poll on node2 p50 {pct(s2, 50):.3f} "
+                  f"p99 {pct(b, 99):.3f} ms; one status poll on node{args.nodes} p50 {pct(s2, 50):.3f} "
                   f"p99 {pct(s2, 99):.3f} ms; already enforced at the first poll: "
                   f"{first_poll_hit}/{len(v)}")
             k = max(1, len(block_rtt) // 10)

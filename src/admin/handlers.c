@@ -262,7 +262,7 @@ static json_t *do_stats(struct req *r)
     /* Names that cannot be misread: what was made since the start (by
      * reason, manual ones too) apart from what is in force now. */
     unsigned long made = 0;
-    for (int i = GUARD_AUTH_FAILURES; i <= GUARD_MANUAL; i++) {
+    for (int i = GUARD_AUTH_FAILURES; i <= GUARD_ESCALATED; i++) {
         unsigned long n = atomic_load(&s->blocks_by[i]);
         char key[64];
         snprintf(key, sizeof key, "blocks_made_since_start_%s", guard_reason_name((enum guard_reason)i));
@@ -279,6 +279,10 @@ static json_t *do_stats(struct req *r)
     json_object_set_new(o, "tracked_prefixes", json_integer((json_int_t)gs.entries));
     json_object_set_new(o, "guard_bytes", json_integer((json_int_t)gs.bytes));
     json_object_set_new(o, "bytes_per_prefix", json_integer((json_int_t)gs.entry_size));
+    json_object_set_new(o, "evictions", json_integer((json_int_t)gs.evictions));
+    json_object_set_new(o, "untracked", json_integer((json_int_t)gs.untracked));
+    json_object_set_new(o, "index_prefixes", json_integer((json_int_t)gs.index_prefixes));
+    json_object_set_new(o, "index_bytes", json_integer((json_int_t)gs.index_bytes));
     json_object_set_new(o, "uptime_s", json_integer((r->now - r->srv->started_at) / 1000));
     return o;
 }

@@ -123,12 +123,14 @@ void metrics_render(struct server *s, struct evbuffer *o)
     delivery_histogram(o, st);
 
     family(o, "portcullis_blocks_total", "counter", "Blocks made on this node, by reason.");
-    labelled(o, "portcullis_blocks_total", "reason", 4,
-             (const char *const[]){"auth_failures", "unauth_attempts", "conn_rate", "manual"},
+    labelled(o, "portcullis_blocks_total", "reason", 5,
+             (const char *const[]){"auth_failures", "unauth_attempts", "conn_rate", "manual",
+                                   "escalated"},
              (unsigned long[]){load(&st->blocks_by[GUARD_AUTH_FAILURES]),
                                load(&st->blocks_by[GUARD_UNAUTH_ATTEMPTS]),
                                load(&st->blocks_by[GUARD_CONN_RATE]),
-                               load(&st->blocks_by[GUARD_MANUAL])});
+                               load(&st->blocks_by[GUARD_MANUAL]),
+                               load(&st->blocks_by[GUARD_ESCALATED])});
     family(o, "portcullis_blocks_active", "gauge", "Blocks in force now.");
     labelled(o, "portcullis_blocks_active", "kind", 2, (const char *const[]){"temporary", "permanent"},
              (unsigned long[]){(unsigned long)(gs.blocks - gs.permanent), (unsigned long)gs.permanent});

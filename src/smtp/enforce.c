@@ -42,6 +42,12 @@ void enforce_made(const struct enforce *e, const struct config *c,
     store_put(e->store, &b);
     stats_block(e->stats, b.reason);
     log_change(LOG_WARN, "block", &b, session, NULL, NULL);
+    /* SPEC §4: enough automatic blocks inside one wider prefix block it too
+     * (its own block, made and recorded like this one). */
+    struct guard_block wide;
+    if (b.reason != GUARD_MANUAL && b.reason != GUARD_ESCALATED &&
+        guard_escalate(e->guard, c, &b.prefix, util_now_ms(), &wide))
+        enforce_made(e, c, &wide, session);
 }
 
 bool enforce_block(const struct enforce *e, const struct config *c, const struct addr *prefix,

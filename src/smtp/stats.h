@@ -33,7 +33,7 @@ struct stats {
     atomic_ulong tls_sessions;           /* TLS handshakes completed */
     atomic_ulong reloads;                /* configurations taken on (SIGHUP, reload) */
     atomic_ulong reload_failures;        /* ... and refused (the old one stays) */
-    atomic_ulong blocks_by[GUARD_MANUAL + 1];   /* by enum guard_reason */
+    atomic_ulong blocks_by[GUARD_ESCALATED + 1];   /* by enum guard_reason */
     atomic_ulong delivery_ms[STATS_LATENCY_N];  /* per bucket, not cumulative */
     atomic_ulong delivery_ms_sum;
     atomic_long in_state[STATS_STATES];  /* a gauge each: see enum stats_state */
@@ -64,7 +64,7 @@ static inline void stats_delivery_time(struct stats *st, int64_t ms)
 static inline void stats_block(struct stats *st, enum guard_reason why)
 {
     atomic_fetch_add(&st->blocks, 1);
-    if ((unsigned)why <= GUARD_MANUAL)
+    if ((unsigned)why <= GUARD_ESCALATED)
         atomic_fetch_add(&st->blocks_by[why], 1);
 }
 
