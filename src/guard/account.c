@@ -350,10 +350,10 @@ bool account_impose(struct account_table *t, const struct config *c, const char 
     return did;
 }
 
-void account_familiar(struct account_table *t, const struct config *c, const char *name,
-                      const struct addr *prefix, int64_t at)
+int64_t account_familiar(struct account_table *t, const char *name,
+                         const struct addr *prefix, int64_t at)
 {
-    (void)c;
+    int64_t before = 0;
     pthread_mutex_lock(&t->mu);
     struct acct *e = lookup_or_add(t, name);
     if (e == NULL)
@@ -361,7 +361,9 @@ void account_familiar(struct account_table *t, const struct config *c, const cha
     uint8_t i = 0;
     while (i < e->nfam && !addr_equal(&e->fam[i].prefix, prefix))
         i++;
-    if (i < e->nfam && e->fam[i].last >= at)
+    if (i < e->nfam)
+        before = e->fam[i].last;
+    if (before >= at)
         goto out;                       /* knew a later login already */
     if (i == e->nfam) {
         if (e->nfam == e->capfam && e->capfam < ACCOUNT_FAMILIAR_MAX) {
@@ -389,6 +391,7 @@ void account_familiar(struct account_table *t, const struct config *c, const cha
     touch(t, e);
 out:
     pthread_mutex_unlock(&t->mu);
+    return before;
 }
 
 bool account_unlock(struct account_table *t, const char *name, int64_t now,

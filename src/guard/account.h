@@ -77,11 +77,12 @@ bool account_may_try(struct account_table *t, const struct config *c, const char
 bool account_fail(struct account_table *t, const struct config *c, const char *name,
                   int64_t now, struct account_lock *made);
 
-/* `prefix` logged in to `name` at `now`: it is familiar from now on for
+/* `prefix` logged in to `name` at `at`: it is familiar from then on for
  * familiar_for. Also how familiar prefixes learned from the store are
- * installed (at = when that login was). */
-void account_familiar(struct account_table *t, const struct config *c, const char *name,
-                      const struct addr *prefix, int64_t at);
+ * installed. Returns the login known before for that prefix (0: none), so
+ * that the caller need not record every login of a busy account. */
+int64_t account_familiar(struct account_table *t, const char *name,
+                         const struct addr *prefix, int64_t at);
 
 /* Lifts the lock in force on `name`. False when none is; otherwise
  * *lifted_id names the record to mark lifted. */
