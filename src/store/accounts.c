@@ -170,16 +170,24 @@ bool accounts_may_try(struct accounts *a, const struct config *c, const char *us
     return account_may_try(a->t, c, name, prefix, now);
 }
 
-void accounts_failed(struct accounts *a, const struct config *c, const char *user,
-                     const char *pass, const struct addr *prefix, int64_t now,
-                     struct accounts_failure *out)
+uint64_t accounts_fingerprint(struct accounts *a, const char *user, const char *pass)
+{
+    /* In a cluster every node must hash with the cluster's key. */
+    if (a->rd != NULL)
+        share_key(a);
+    return repeat_fingerprint(a->rep, user, pass);
+}
+
+void accounts_failed(struct accounts *a, const struct config *c, const char *user, uint64_t fp,
+                     const struct addr *prefix, int64_t now, struct accounts_failure *out)
 {
     memset(out, 0, sizeof *out);
     if (c->repeat_counts_once) {
         /* The cluster remembers the retries sent to other nodes too, once
          * every node hashes with its key; until then the local answer. */
-        bool shared = a->rd != NULL && share_key(a);
-        uint64_t fp = repeat_fingerprint(a->rep, user, pass);
+        pthread_mutex_lock(&a->mu);
+        bool shared = a->rd != NULL && a->key_shared;
+        pthread_mutex_unlock(&a->mu);
         bool rep = repeat_check(a->rep, prefix, fp, now, c->auth_fail_window_ms);
         int crep = shared ? acc_redis_repeat(a->rd, c, prefix, fp, now) : -1;
         out->repeat = crep >= 0 ? crep == 1 : rep;

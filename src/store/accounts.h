@@ -49,12 +49,14 @@ struct accounts_failure {
     bool locked;                 /* this failure locked the account: log `lock` */
     struct account_lock lock;
 };
-/* A wrong password. With repeat_counts_once, a repeat counts toward
- * nothing; otherwise it counts toward the account (the caller counts the
- * address unless out->repeat). */
-void accounts_failed(struct accounts *a, const struct config *c, const char *user,
-                     const char *pass, const struct addr *prefix, int64_t now,
-                     struct accounts_failure *out);
+/* The fingerprint of a (user, password) pair, taken when the AUTH comes
+ * in, so that the password need not be kept until its verdict. */
+uint64_t accounts_fingerprint(struct accounts *a, const char *user, const char *pass);
+/* A wrong password (fp: its fingerprint). With repeat_counts_once, a repeat
+ * counts toward nothing; otherwise it counts toward the account (the caller
+ * counts the address unless out->repeat). */
+void accounts_failed(struct accounts *a, const struct config *c, const char *user, uint64_t fp,
+                     const struct addr *prefix, int64_t now, struct accounts_failure *out);
 /* A successful login: `prefix` is familiar to `user` from now on. */
 void accounts_succeeded(struct accounts *a, const struct config *c, const char *user,
                         const struct addr *prefix, int64_t now);

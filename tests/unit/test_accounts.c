@@ -36,6 +36,13 @@ static struct addr A(const char *s)
     return a;
 }
 
+/* A wrong password, fingerprinted as the session does it. */
+static void failed(struct accounts *a, const struct config *c, const char *user, const char *pass,
+                   const struct addr *p, int64_t now, struct accounts_failure *out)
+{
+    accounts_failed(a, c, user, accounts_fingerprint(a, user, pass), p, now, out);
+}
+
 static struct accounts *open_node(struct fixture *f, const char *node)
 {
     char err[256];
@@ -109,10 +116,10 @@ static void test_repeats(void **state)
     struct addr p = A("192.0.2.1");
     int64_t now = util_now_ms();
     struct accounts_failure r;
-    accounts_failed(f->a, f->c, "alice@x", "stale", &p, now, &r);
+    failed(f->a, f->c, "alice@x", "stale", &p, now, &r);
     assert_false(r.repeat);
     for (int i = 1; i <= 4; i++) {
-        accounts_failed(f->a, f->c, "Alice@X", "stale", &p, now + i, &r);
+        failed(f->a, f->c, "Alice@X", "stale", &p, now + i, &r);
         assert_true(r.repeat);
         assert_false(r.locked);
     }
@@ -123,7 +130,7 @@ static void test_repeats(void **state)
     assert_int_equal(st.failures, 1);
     /* Off: every failure counts. */
     f->c->repeat_counts_once = false;
-    accounts_failed(f->a, f->c, "alice@x", "stale", &p, now + 20, &r);
+    failed(f->a, f->c, "alice@x", "stale", &p, now + 20, &r);
     assert_false(r.repeat);
     f->c->repeat_counts_once = true;
 }
@@ -140,7 +147,7 @@ static void test_lock_familiar_unlock(void **state)
     for (int i = 0; i < 3; i++) {
         char pw[16];
         snprintf(pw, sizeof pw, "guess%d", i);
-        accounts_failed(f->a, f->c, "bob@x", pw, &bots[i], now + i, &r);
+        failed(f->a, f->c, "bob@x", pw, &bots[i], now + i, &r);
         assert_int_equal(r.locked, i == 2);
     }
     assert_string_equal(r.lock.account, "bob@x");
@@ -196,7 +203,7 @@ static void test_history(void **state)
         for (int i = 0; i < 3; i++) {
             struct addr p = A(round ? "192.0.2.20" : "192.0.2.10");
             snprintf(pw, sizeof pw, "g%d%d", round, i);
-            accounts_failed(f->a, f->c, "carol@x", pw, &p, now + round * 1000 + i, &r);
+            failed(f->a, f->c, "carol@x", pw, &p, now + round * 1000 + i, &r);
         }
         assert_true(r.locked);
         struct account_lock lifted;
