@@ -321,7 +321,7 @@ static json_t *do_stats(struct req *r)
 
 static json_t *do_reload(struct req *r)
 {
-    if (!daemon_reload(r->srv, r->errbuf, sizeof r->errbuf)) {
+    if (!r->srv->reload(r->srv, r->errbuf, sizeof r->errbuf)) {
         r->err = r->errbuf;
         return NULL;
     }

@@ -13,8 +13,4 @@ struct control;
 struct control *control_start(struct server *s, const char *path, char *err, size_t errlen);
 void control_stop(struct control *c);
 
-/* main.c: SIGHUP and the "reload" request. Returns false (and logs) when
- * the new configuration or users file is refused. */
-bool daemon_reload(struct server *s, char *err, size_t errlen);
-
 #endif

@@ -1,15 +1,45 @@
+/* maildir: the Maildir backend of deliver.h (SPEC §3). The message goes to
+ * tmp/ as it arrives, then is fsynced, renamed into new/ and new/ fsynced,
+ * all on the pool, before end reports OK. The file: Return-Path, one
+ * X-Envelope-To per recipient, then what the session wrote (its Received:
+ * header, then the message), with LF line ends. */
 #include "deliver/deliver.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
-#include "base/config.h"
+#include <event2/buffer.h>
 #include "base/util.h"
+
+/* Bytes waiting on the event base beyond which a write starts on the pool,
+ * and beyond which the client is not read until that write is done: a
+ * session holds at most about HOLD_AT of its message in memory. */
+#define FLUSH_AT (64 * 1024)
+#define HOLD_AT (256 * 1024)
+
+struct deliver_tx {
+    struct pool *pool;
+    struct pool_mailbox *mb;
+    deliver_resume_cb resume;
+    void *arg;
+    char tmp[CONFIG_PATH_MAX + 300], dst[CONFIG_PATH_MAX + 300], dir[CONFIG_PATH_MAX];
+    int fd;                     /* the tmp/ file, opened by the first job */
+    struct evbuffer *pending;   /* the event base's: what came since the last job */
+    struct evbuffer *writing;   /* the running job's */
+    bool job;                   /* a pool job has the file */
+    bool held, aborted, ending;
+    bool failed;                /* the jobs': the file is gone */
+    bool lost;                  /* the event base's: a chunk could not be kept */
+    deliver_reply_cb end_cb;
+    void *end_arg;
+    struct deliver_reply r;     /* the failure, or the result of end */
+};
 
 static int mkdir_p(const char *path, mode_t mode)
 {
@@ -52,94 +82,253 @@ bool maildir_prepare(const char *maildir, char *err, size_t errlen)
     return true;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+/* ---- on the pool ------------------------------------------------------- */
+
+static void fail(struct deliver_tx *t, int e, const char *what, const char *path)
 {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
+    bool full = e == ENOSPC || e == EDQUOT;
+    deliver_reply_set(&t->r, DELIVER_TEMPFAIL, full ? 452 : 451, full ? "4.3.1" : "4.3.0",
+                      full ? "Insufficient system storage"
+                           : "Local error in processing, try again later");
+    snprintf(t->r.detail, sizeof t->r.detail, "%s %s: %s", what, path, strerror(e));
+    t->failed = true;
+    if (t->fd >= 0) {
+        close(t->fd);
+        t->fd = -1;
     }
-    return 0;
+    unlink(t->tmp);
 }
 
-static int write_body(int fd, struct evbuffer *body)
+/* Appends `writing` to the tmp/ file, opening it first if need be. */
+static void write_out(struct deliver_tx *t)
 {
+    if (t->failed) {
+        evbuffer_drain(t->writing, evbuffer_get_length(t->writing));
+        return;
+    }
+    if (t->fd < 0) {
+        char err[256];
+        t->fd = open(t->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (t->fd < 0 && errno == ENOENT && maildir_prepare(t->dir, err, sizeof err))
+            t->fd = open(t->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (t->fd < 0) {
+            fail(t, errno, "open", t->tmp);
+            evbuffer_drain(t->writing, evbuffer_get_length(t->writing));
+            return;
+        }
+    }
     /* evbuffer_write drains what it wrote, with writev over the chain. */
-    while (evbuffer_get_length(body) > 0) {
-        int w = evbuffer_write(body, fd);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
+    while (evbuffer_get_length(t->writing) > 0) {
+        int w = evbuffer_write(t->writing, t->fd);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            fail(t, w == 0 ? EIO : errno, "write", t->tmp);
+            evbuffer_drain(t->writing, evbuffer_get_length(t->writing));
+            return;
         }
-        if (w == 0)
-            return errno = EIO, -1;
     }
-    return 0;
 }
 
-static enum deliver_result failed(int e, const char *what, const char *path, char *err, size_t errlen)
+static void flush_work(void *arg)
 {
-    snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
-    return e == ENOSPC || e == EDQUOT ? DELIVER_NOSPACE : DELIVER_TEMPFAIL;
+    write_out(arg);
 }
 
-enum deliver_result maildir_deliver(const char *maildir, const char *hostname,
-                                    const char *id, const char *head, size_t headlen,
-                                    struct evbuffer *body, char *err, size_t errlen)
+static void end_work(void *arg)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    char host[128];
-    size_t hn = 0;
-    /* '/' and ':' would break the file name (Maildir convention). */
-    for (const char *h = hostname; *h && hn < sizeof host - 1; h++)
-        host[hn++] = *h == '/' ? '_' : *h == ':' ? '_' : *h;
-    host[hn] = '\0';
-    char name[256], tmp[CONFIG_PATH_MAX + 300], dst[CONFIG_PATH_MAX + 300], newdir[CONFIG_PATH_MAX + 8];
-    snprintf(name, sizeof name, "%lld.M%06ldP%dQ%s.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
-             (int)getpid(), id, host);
-    snprintf(tmp, sizeof tmp, "%s/tmp/%s", maildir, name);
-    snprintf(dst, sizeof dst, "%s/new/%s", maildir, name);
-    snprintf(newdir, sizeof newdir, "%s/new", maildir);
-
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == ENOENT && maildir_prepare(maildir, err, errlen))
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return failed(errno, "open", tmp, err, errlen);
-    if (write_all(fd, head, headlen) != 0 || write_body(fd, body) != 0 || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return failed(e, "write", tmp, err, errlen);
+    struct deliver_tx *t = arg;
+    write_out(t);
+    if (t->lost && !t->failed)
+        fail(t, ENOMEM, "buffer", t->tmp);
+    if (t->failed)
+        return;
+    if (fsync(t->fd) != 0) {
+        fail(t, errno, "write", t->tmp);
+        return;
     }
-    if (close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return failed(e, "close", tmp, err, errlen);
+    int e = close(t->fd) != 0 ? errno : 0;
+    t->fd = -1;
+    if (e != 0) {
+        fail(t, e, "close", t->tmp);
+        return;
     }
-    if (rename(tmp, dst) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return failed(e, "rename", dst, err, errlen);
+    if (rename(t->tmp, t->dst) != 0) {
+        fail(t, errno, "rename", t->dst);
+        return;
     }
     /* The rename is durable only once the folder is. Failing here, the
      * file may or may not survive a power cut: not acknowledged, so the
      * client retries; a duplicate beats a loss. */
+    char newdir[CONFIG_PATH_MAX + 8];
+    snprintf(newdir, sizeof newdir, "%s/new", t->dir);
     int dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) != 0) {
-        int e = errno;
+        e = errno;
         if (dfd >= 0)
             close(dfd);
-        unlink(dst);
-        return failed(e, "fsync", newdir, err, errlen);
+        unlink(t->dst);
+        fail(t, e, "fsync", newdir);
+        return;
     }
     close(dfd);
-    return DELIVER_OK;
+    deliver_reply_set(&t->r, DELIVER_OK, 250, "2.0.0", "Ok");
 }
+
+/* ---- on the event base ------------------------------------------------- */
+
+static void tx_free(struct deliver_tx *t)
+{
+    if (t->fd >= 0) {
+        close(t->fd);
+        unlink(t->tmp);
+    }
+    evbuffer_free(t->pending);
+    evbuffer_free(t->writing);
+    free(t);
+}
+
+static void flush_done(void *arg);
+static void end_done(void *arg);
+
+/* Hands what is pending to a job: a flush, or the end. */
+static void start_job(struct deliver_tx *t, bool end)
+{
+    evbuffer_add_buffer(t->writing, t->pending);
+    t->job = true;
+    if (end)
+        pool_submit(t->pool, t->mb, end_work, end_done, t);
+    else
+        pool_submit(t->pool, t->mb, flush_work, flush_done, t);
+}
+
+static void end_done(void *arg)
+{
+    struct deliver_tx *t = arg;
+    t->job = false;
+    t->end_cb(t->end_arg, &t->r);
+    tx_free(t);
+}
+
+static void flush_done(void *arg)
+{
+    struct deliver_tx *t = arg;
+    t->job = false;
+    if (t->aborted) {
+        tx_free(t);
+        return;
+    }
+    if (t->ending || evbuffer_get_length(t->pending) >= FLUSH_AT) {
+        start_job(t, t->ending);
+        return;
+    }
+    if (t->held) {
+        t->held = false;
+        t->resume(t->arg);
+    }
+}
+
+static struct deliver *md_open(const struct config *c, char *err, size_t errlen)
+{
+    if (!maildir_prepare(c->maildir, err, errlen))
+        return NULL;
+    struct deliver *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    d->ops = &deliver_maildir;
+    return d;
+}
+
+static void md_close(struct deliver *d)
+{
+    free(d);
+}
+
+static struct deliver_tx *md_begin(struct deliver *d, const struct config *c, struct pool *pool,
+                                   struct pool_mailbox *mb, const struct deliver_envelope *e,
+                                   deliver_resume_cb resume, void *arg)
+{
+    struct deliver_tx *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->pending = evbuffer_new();
+    t->writing = evbuffer_new();
+    if (t->pending == NULL || t->writing == NULL ||
+        evbuffer_add_printf(t->pending, "Return-Path: <%s>\n", e->sender) < 0) {
+        if (t->pending)
+            evbuffer_free(t->pending);
+        if (t->writing)
+            evbuffer_free(t->writing);
+        free(t);
+        return NULL;
+    }
+    (void)d;
+    t->pool = pool;
+    t->mb = mb;
+    t->resume = resume;
+    t->arg = arg;
+    t->fd = -1;
+    char host[128];
+    size_t hn = 0;
+    /* '/' and ':' would break the file name (Maildir convention). */
+    for (const char *h = c->hostname; *h && hn < sizeof host - 1; h++)
+        host[hn++] = *h == '/' || *h == ':' ? '_' : *h;
+    host[hn] = '\0';
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    char name[256];
+    snprintf(name, sizeof name, "%lld.M%06ldP%dQ%s.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
+             (int)getpid(), e->queue_id, host);
+    util_strlcpy(t->dir, c->maildir, sizeof t->dir);
+    snprintf(t->tmp, sizeof t->tmp, "%s/tmp/%s", c->maildir, name);
+    snprintf(t->dst, sizeof t->dst, "%s/new/%s", c->maildir, name);
+    return t;
+}
+
+static void md_rcpt(struct deliver_tx *t, const char *rcpt, deliver_reply_cb cb, void *arg)
+{
+    struct deliver_reply r;
+    if (evbuffer_add_printf(t->pending, "X-Envelope-To: <%s>\n", rcpt) < 0)
+        deliver_reply_set(&r, DELIVER_TEMPFAIL, 452, "4.3.1", "Insufficient system resources");
+    else
+        deliver_reply_set(&r, DELIVER_OK, 250, "2.1.5", "Ok");
+    cb(arg, &r);
+}
+
+static bool md_write(struct deliver_tx *t, const char *p, size_t n)
+{
+    /* After a failure the jobs drop what comes; end reports it. */
+    if (evbuffer_add(t->pending, p, n) != 0)
+        t->lost = true;
+    size_t len = evbuffer_get_length(t->pending);
+    if (!t->job && len >= FLUSH_AT)
+        start_job(t, false);
+    else if (t->job && len >= HOLD_AT)
+        t->held = true;
+    return !t->held;
+}
+
+static void md_end(struct deliver_tx *t, deliver_reply_cb cb, void *arg)
+{
+    t->end_cb = cb;
+    t->end_arg = arg;
+    t->ending = true;
+    t->held = false;
+    if (!t->job)
+        start_job(t, true);
+}
+
+static void md_abort(struct deliver_tx *t)
+{
+    if (t->job) {
+        t->aborted = true;      /* the job's return frees it */
+        return;
+    }
+    tx_free(t);
+}
+
+const struct deliver_ops deliver_maildir = {
+    "maildir", md_open, md_close, md_begin, md_rcpt, md_write, md_end, md_abort,
+};

@@ -12,6 +12,7 @@
 #include <event2/thread.h>
 #include "base/log.h"
 #include "base/util.h"
+#include "smtp/rdns.h"
 
 struct config *server_config(struct server *s)
 {
@@ -21,12 +22,12 @@ struct config *server_config(struct server *s)
     return c;
 }
 
-struct users *server_users(struct server *s)
+struct auth *server_auth(struct server *s)
 {
     pthread_mutex_lock(&s->mu);
-    struct users *u = users_ref(s->users);
+    struct auth *a = auth_ref(s->auth);
     pthread_mutex_unlock(&s->mu);
-    return u;
+    return a;
 }
 
 SSL_CTX *server_tls(struct server *s)
@@ -69,10 +70,10 @@ void server_block_made(struct server *s, const struct guard_block *made, const c
 void server_count(struct server *s, const struct config *c, const struct addr *client,
                   enum guard_reason why)
 {
-    if (s->store->ops->count == NULL || cidr_list_match(&c->allow, client))
+    if (!store_counts(s->store) || cidr_list_match(&c->allow, client))
         return;
     struct addr k = addr_prefix_of(client, c->ipv4_prefix, c->ipv6_prefix);
-    s->store->ops->count(s->store, &k, why, guard_limit(c, why), guard_window_ms(c, why));
+    store_count(s->store, &k, why, guard_limit(c, why), guard_window_ms(c, why));
 }
 
 /* ---- the cluster's hooks (run on the store's thread) ------------------ */
@@ -112,20 +113,82 @@ const struct store_hooks server_store_hooks = {
     NULL, hook_installed, hook_removed, hook_limit, hook_shared,
 };
 
+/* ---- what a session gets from us ------------------------------------- */
+
+static struct auth *hook_auth(void *ctx)
+{
+    return server_auth(ctx);
+}
+
+static SSL_CTX *hook_tls(void *ctx)
+{
+    return server_tls(ctx);
+}
+
+static void hook_block_made(void *ctx, const struct guard_block *b, const char *session)
+{
+    server_block_made(ctx, b, session);
+}
+
+static void hook_count(void *ctx, const struct config *c, const struct addr *client,
+                       enum guard_reason why)
+{
+    server_count(ctx, c, client, why);
+}
+
+static const struct session_hooks session_hooks = {
+    hook_auth, hook_tls, hook_block_made, hook_count,
+};
+
+bool server_worker_init(struct server *s, int i, char *err, size_t errlen)
+{
+    struct worker *w = &s->workers[i];
+    struct session_env *e = &w->env;
+    w->srv = s;
+    w->id = i;
+    e->guard = s->guard;
+    e->stats = &s->stats;
+    e->clients = &s->clients;
+    e->stopping = &s->stopping;
+    e->hooks = &session_hooks;
+    e->ctx = s;
+    TAILQ_INIT(&e->sessions);
+    TAILQ_INIT(&e->rejected);
+    TAILQ_INIT(&e->lingering);
+    e->repoll = -1;
+    e->base = event_base_new();
+    e->mb = e->base ? pool_mailbox_new(e->base) : NULL;
+    if (e->base == NULL || e->mb == NULL) {
+        snprintf(err, errlen, "cannot create an event base");
+        return false;
+    }
+    /* Always, so that a reload may turn reverse_dns on; without lookups it
+     * sends nothing and keeps no event on the loop. A resolver that cannot
+     * be set up stops the start only when it is wanted; otherwise lookups
+     * turned on later answer "unknown". */
+    if ((e->dns = rdns_base_new(e->base, s->cfg, err, errlen)) == NULL) {
+        if (s->cfg->reverse_dns)
+            return false;
+        if (i == 0)
+            log_event(LOG_WARN, "resolver_error", "error", err, NULL);
+    }
+    return true;
+}
+
 /* ---- listeners ------------------------------------------------------- */
 
 static void on_repoll(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    session_rejected_ready(arg);
+    session_rejected_ready(&((struct worker *)arg)->env);
 }
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    session_rejected_reap(arg);
+    session_rejected_reap(&((struct worker *)arg)->env);
 }
 
 static void resume_accept(evutil_socket_t fd, short what, void *arg)
@@ -184,7 +247,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         atomic_fetch_add(&s->stats.rejected_busy, 1);
         return;
     }
-    session_accept(w, c, fd, sa, mode);
+    session_accept(&w->env, c, fd, sa, mode);
 }
 
 static evutil_socket_t bind_one(const struct listen_addr *la, char *err, size_t errlen)
@@ -210,12 +273,13 @@ bool server_bind(struct server *s, char *err, size_t errlen)
     const struct config *c = s->cfg;
     for (int i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];
-        if ((w->resume = evtimer_new(w->base, resume_accept, w)) == NULL)
+        struct event_base *base = w->env.base;
+        if ((w->resume = evtimer_new(base, resume_accept, w)) == NULL)
             return snprintf(err, errlen, "out of memory"), false;
-        w->repoll = epoll_create1(EPOLL_CLOEXEC);
-        w->repoll_ev = w->repoll >= 0 ? event_new(w->base, w->repoll, EV_READ | EV_PERSIST,
-                                                  on_repoll, w) : NULL;
-        w->reap_ev = event_new(w->base, -1, EV_PERSIST, on_reap, w);
+        w->env.repoll = epoll_create1(EPOLL_CLOEXEC);
+        w->repoll_ev = w->env.repoll >= 0 ? event_new(base, w->env.repoll, EV_READ | EV_PERSIST,
+                                                      on_repoll, w) : NULL;
+        w->reap_ev = event_new(base, -1, EV_PERSIST, on_reap, w);
         static const struct timeval every = {0, 250000};
         if (w->repoll_ev == NULL || w->reap_ev == NULL || event_add(w->repoll_ev, NULL) != 0 ||
             event_add(w->reap_ev, &every) != 0)
@@ -224,7 +288,7 @@ bool server_bind(struct server *s, char *err, size_t errlen)
             evutil_socket_t fd = bind_one(&c->listen[j], err, errlen);
             if (fd < 0)
                 return false;
-            w->ls[j] = evconnlistener_new(w->base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+            w->ls[j] = evconnlistener_new(w->env.base, on_accept, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
             if (w->ls[j] == NULL) {
                 close(fd);
                 snprintf(err, errlen, "[server] listen: %s: cannot listen", c->listen[j].text);
@@ -241,15 +305,18 @@ bool server_bind(struct server *s, char *err, size_t errlen)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    event_base_loop(w->env.base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }
 
 bool server_start(struct server *s)
 {
-    for (int i = 0; i < s->nworkers; i++)
+    for (int i = 0; i < s->nworkers; i++) {
+        s->workers[i].env.pool = s->pool;
+        s->workers[i].env.deliver = s->deliver;
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
             return false;
+    }
     return true;
 }
 
@@ -259,14 +326,14 @@ static void worker_stop(void *arg)
     w->stopping = true;
     for (int i = 0; i < w->nls; i++)
         evconnlistener_disable(w->ls[i]);
-    session_close_idle(w);
+    session_close_idle(&w->env);
 }
 
 void server_stop_accepting(struct server *s)
 {
     atomic_store(&s->stopping, true);
     for (int i = 0; i < s->nworkers; i++)
-        pool_post(s->workers[i].mb, worker_stop, &s->workers[i]);
+        pool_post(s->workers[i].env.mb, worker_stop, &s->workers[i]);
 }
 
 size_t server_sessions(struct server *s)
@@ -277,7 +344,7 @@ size_t server_sessions(struct server *s)
 void server_join(struct server *s)
 {
     for (int i = 0; i < s->nworkers; i++)
-        event_base_loopbreak(s->workers[i].base);
+        event_base_loopbreak(s->workers[i].env.base);
     for (int i = 0; i < s->nworkers; i++)
         pthread_join(s->workers[i].thread, NULL);
 }
@@ -289,13 +356,13 @@ void server_free(struct server *s)
     pool_free(s->pool);
     for (int i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];
-        event_base_loop(w->base, EVLOOP_NONBLOCK);
-        session_drop_all(w);
-        if (w->dns != NULL) {
+        event_base_loop(w->env.base, EVLOOP_NONBLOCK);
+        session_drop_all(&w->env);
+        if (w->env.dns != NULL) {
             /* The sessions cancelled their lookups; evdns answers each
              * cancel on the loop, which is when the lookups are freed. */
-            evdns_base_free(w->dns, 1);
-            event_base_loop(w->base, EVLOOP_NONBLOCK);
+            evdns_base_free(w->env.dns, 1);
+            event_base_loop(w->env.base, EVLOOP_NONBLOCK);
         }
         for (int j = 0; j < w->nls; j++)
             evconnlistener_free(w->ls[j]);
@@ -305,10 +372,10 @@ void server_free(struct server *s)
             event_free(w->repoll_ev);
         if (w->reap_ev)
             event_free(w->reap_ev);
-        if (w->repoll >= 0)
-            close(w->repoll);
-        pool_mailbox_free(w->mb);
-        event_base_free(w->base);
+        if (w->env.repoll >= 0)
+            close(w->env.repoll);
+        pool_mailbox_free(w->env.mb);
+        event_base_free(w->env.base);
     }
     free(s->workers);
 }

@@ -14,49 +14,31 @@
 #include "guard/guard.h"
 #include "base/pool.h"
 #include "store/store.h"
-#include "auth/users.h"
-
-struct session;
-struct rejected;
-struct evdns_base;
-TAILQ_HEAD(session_list, session);
-TAILQ_HEAD(rejected_list, rejected);
+#include "smtp/session.h"
 
 struct worker {
     struct server *srv;
     int id;
     pthread_t thread;
-    struct event_base *base;
+    struct session_env env;      /* its event base, sessions, reject set */
     struct evconnlistener *ls[CONFIG_MAX_LISTEN];
     enum listen_mode mode[CONFIG_MAX_LISTEN];
     int nls;
     struct event *resume;        /* re-enables accept after EMFILE */
-    struct pool_mailbox *mb;
-    struct evdns_base *dns;      /* reverse DNS lookups of this worker's clients */
-    struct session_list sessions;
-    /* Connections answered with the 554 (10 s) or hung up on (2 s),
-     * waiting for their last words in an epoll set of the worker's own. */
-    struct rejected_list rejected, lingering;
-    int repoll;
     struct event *repoll_ev, *reap_ev;
     bool stopping;
-};
-
-struct stats {
-    atomic_ulong connections, accepted, rejected_blocked, rejected_concurrency,
-        rejected_busy, auth_ok, auth_fail, unauth_mail, messages, delivery_failures,
-        blocks, proxy_errors;
 };
 
 struct server {
     /* What a reload swaps. Readers take a reference under `mu`. */
     pthread_mutex_t mu;
     struct config *cfg;
-    struct users *users;
+    struct auth *auth;
     SSL_CTX *tls;
 
     struct guard *guard;
     struct store *store;
+    struct deliver *deliver;
     struct pool *pool;
     struct event_base *main_base;
     struct worker *workers;
@@ -65,13 +47,18 @@ struct server {
     atomic_bool stopping;
     struct stats stats;
     int64_t started_at;
+    /* Set by the daemon: SIGHUP and the "reload" request. Returns false
+     * (and logs) when the new configuration or users file is refused. */
+    bool (*reload)(struct server *s, char *err, size_t errlen);
 };
 
 /* References to the current configuration, users and TLS context. */
 struct config *server_config(struct server *s);
-struct users *server_users(struct server *s);
+struct auth *server_auth(struct server *s);
 SSL_CTX *server_tls(struct server *s);   /* with a reference; may be NULL */
 
+/* Sets up worker i's event base and its session environment. */
+bool server_worker_init(struct server *s, int i, char *err, size_t errlen);
 /* Binds every listener for every worker (before privileges are dropped). */
 bool server_bind(struct server *s, char *err, size_t errlen);
 bool server_start(struct server *s);
@@ -90,14 +77,5 @@ extern const struct store_hooks server_store_hooks;
 
 /* A block was imposed here (guard decision or operator): record, log. */
 void server_block_made(struct server *s, const struct guard_block *b, const char *session);
-
-/* session.c */
-/* Takes over `c` (a reference) and `fd`. */
-void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
-                    const struct sockaddr *sa, enum listen_mode mode);
-void session_close_idle(struct worker *w);
-void session_drop_all(struct worker *w);
-void session_rejected_ready(struct worker *w);   /* repoll is readable */
-void session_rejected_reap(struct worker *w);    /* close what ran out of time */
 
 #endif

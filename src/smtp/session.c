@@ -5,7 +5,6 @@
  * pool; while it runs the session is `busy` and reads nothing, so pipelined
  * commands are answered in order. A session closed while a job runs is
  * freed when the job comes back (`dead`). */
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,86 +12,27 @@
 #include <string.h>
 #include <strings.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/crypto.h>
-#include "deliver/deliver.h"
 #include "base/log.h"
 #include "proto/proxy.h"
 #include "smtp/rdns.h"
-#include "proto/sasl.h"
-#include "smtp/server.h"
-#include "proto/smtp_data.h"
-#include "proto/smtp_parse.h"
+#include "smtp/reject.h"
+#include "smtp/session_priv.h"
 #include "smtp/tls.h"
-#include "base/util.h"
-
-enum state {
-    ST_PROXY,        /* waiting for the PROXY header */
-    ST_CMD,          /* waiting for a command */
-    ST_AUTH_PLAIN,   /* 334 sent, waiting for the PLAIN response */
-    ST_AUTH_USER,    /* LOGIN: waiting for the user name */
-    ST_AUTH_PASS,    /* LOGIN: waiting for the password */
-    ST_DATA,         /* reading the message */
-    ST_REJECTED,     /* 554 sent: 503 to all but QUIT */
-};
 
 /* Output not yet taken by the client beyond which we stop reading its
  * commands: a client that pipelines without reading costs bounded memory. */
 #define OUTPUT_MAX (64 * 1024)
-/* Bad commands one session may send before we hang up (RFC 5321 §4.3.2
- * allows closing after errors; it bounds what garbage costs). */
-#define ERRORS_MAX 20
-#define REJECT_LINGER_MS 10000
 
-struct session {
-    TAILQ_ENTRY(session) link;
-    struct worker *w;
-    struct server *srv;
-    struct config *cfg;
-    struct bufferevent *bev;
-    evutil_socket_t fd;
-    enum listen_mode mode;
-    enum state state;
-    struct addr peer, client;
-    char ip[ADDR_STRLEN];
-    char sid[UTIL_ID_LEN];
-    uint64_t epoch;
-    bool counted, allowed, esmtp, tls, authed, busy, closing, dead, discard_line, tls_closed;
-    bool linger;                 /* we hang up on a client that may still be sending */
-    bool peer_gone;
-    bool proxy_local;            /* the proxy's own health check: no client to name */
-    struct rdns *rdns;           /* the lookup, while in flight */
-    char *rdns_name;             /* its confirmed name; NULL: unknown */
-    unsigned errors;
-    char helo[256];
-    char user[SASL_USER_MAX];
-    struct event *timer;         /* failure_delay, then the closing poll */
-    int64_t close_by;
-
-    /* the transaction: from MAIL to the end of DATA or RSET */
-    bool in_tx;
-    struct smtp_mail_from mail;
-    char (*rcpt)[SMTP_PATH_MAX + 1];
-    size_t nrcpt, rcpt_cap;
-    struct smtp_data data;
-    struct evbuffer *msg;
-};
-
-static void process(struct session *s);
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
+static void session_free(struct session *s);
 
 /* ---- replies and the end of a session -------------------------------- */
 
-static void reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reply(struct session *s, const char *fmt, ...)
+void reply(struct session *s, const char *fmt, ...)
 {
     struct evbuffer *out = bufferevent_get_output(s->bev);
     va_list ap;
@@ -102,20 +42,74 @@ static void reply(struct session *s, const char *fmt, ...)
     evbuffer_add(out, "\r\n", 2);
 }
 
-static void tx_reset(struct session *s)
+static const char *const state_names[] = {
+    [ST_NEW] = "new", [ST_PROXY] = "proxy", [ST_CMD] = "command", [ST_AUTH_PLAIN] = "auth_plain",
+    [ST_AUTH_USER] = "auth_user", [ST_AUTH_PASS] = "auth_pass", [ST_DATA] = "data",
+    [ST_REJECTED] = "rejected",
+};
+
+void enter_state(struct session *s, enum state st)
 {
-    s->in_tx = false;
-    s->nrcpt = 0;
-    memset(&s->mail, 0, sizeof s->mail);
-    if (s->msg != NULL)
-        evbuffer_drain(s->msg, evbuffer_get_length(s->msg));
+    if (st == s->state)
+        return;
+    if (log_enabled(LOG_DEBUG))
+        log_event(LOG_DEBUG, "state", "session", s->sid, "from", state_names[s->state],
+                  "to", state_names[st], NULL);
+    s->state = st;
 }
 
-static void linger_fd(struct worker *w, evutil_socket_t fd);
+void set_timeouts(struct session *s, int64_t ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+/* RFC 3848 */
+const char *protocol(const struct session *s)
+{
+    if (!s->esmtp)
+        return "SMTP";
+    return s->tls ? (s->authed ? "ESMTPSA" : "ESMTPS") : (s->authed ? "ESMTPA" : "ESMTP");
+}
+
+/* reverse_dns: the client's name is looked up when the dialogue starts
+ * (not for a proxy's own health check), and the Received: header then says
+ * the name or "unknown". */
+bool wants_name(const struct session *s)
+{
+    return s->cfg->reverse_dns && !s->proxy_local;
+}
+
+void tx_reset(struct session *s)
+{
+    if (s->tx.dtx != NULL)
+        s->env->deliver->ops->abort(s->tx.dtx);
+    memset(&s->tx, 0, sizeof s->tx);
+    s->held = false;
+}
+
+/* The start of a backend's callback: false when the session died while
+ * it waited (it is freed now). */
+bool wake(struct session *s)
+{
+    s->busy = false;
+    if (!s->dead)
+        return true;
+    session_free(s);
+    return false;
+}
+
+/* The end of it: read on, unless the answer came inside the call that
+ * asked for it (process() is then still running and goes on by itself). */
+void carry_on(struct session *s)
+{
+    if (!s->calling)
+        process(s);
+}
 
 static void session_free(struct session *s)
 {
-    struct server *srv = s->srv;
+    struct session_env *env = s->env;
     /* Hanging up on a client that is still sending would answer its next
      * bytes with a RST, which can destroy our last reply (the 421) before
      * it reads it: stop writing, drain what it sends, then close. */
@@ -125,29 +119,27 @@ static void session_free(struct session *s)
         keep = fd >= 0 ? dup(fd) : -1;
     }
     if (s->counted)
-        guard_disconnect(srv->guard, s->cfg, &s->client);
+        guard_disconnect(env->guard, s->cfg, &s->client);
+    if (s->tx.dtx != NULL)
+        env->deliver->ops->abort(s->tx.dtx);
     if (s->rdns != NULL)
         rdns_cancel(s->rdns);    /* its callback will not find us */
     free(s->rdns_name);
     log_event(LOG_DEBUG, "close", "ip", s->ip, "session", s->sid, NULL);
-    TAILQ_REMOVE(&s->w->sessions, s, link);
+    TAILQ_REMOVE(&env->sessions, s, link);
     if (s->bev != NULL)
         bufferevent_free(s->bev);
     else if (s->fd >= 0)
         close(s->fd);
     if (s->timer != NULL)
         event_free(s->timer);
-    if (s->msg != NULL)
-        evbuffer_free(s->msg);
-    free(s->rcpt);
     config_unref(s->cfg);
-    struct worker *w = s->w;
     OPENSSL_cleanse(s, sizeof *s);
     free(s);
     if (keep >= 0)
-        linger_fd(w, keep);      /* still counted in clients until closed */
+        reject_linger(env, keep);    /* still counted in clients until closed */
     else
-        atomic_fetch_sub(&srv->clients, 1);
+        atomic_fetch_sub(env->clients, 1);
 }
 
 /* Bytes not yet handed to the kernel. Under TLS the filter passes its
@@ -199,19 +191,19 @@ static void finish(struct session *s)
      * see its socket drain, so look again shortly. */
     if (bufferevent_get_underlying(s->bev) != NULL && !evtimer_pending(s->timer, NULL)) {
         struct timeval tv = {0, 20000};
-        event_assign(s->timer, s->w->base, -1, 0, finish_later, s);
+        event_assign(s->timer, s->env->base, -1, 0, finish_later, s);
         evtimer_add(s->timer, &tv);
     }
 }
 
-static void close_after_reply(struct session *s)
+void close_after_reply(struct session *s)
 {
     s->closing = true;
     bufferevent_disable(s->bev, EV_READ);
 }
 
 /* The same for a close the client did not ask for (421s). */
-static void hang_up(struct session *s)
+void hang_up(struct session *s)
 {
     s->linger = true;
     close_after_reply(s);
@@ -219,13 +211,14 @@ static void hang_up(struct session *s)
 
 /* ---- guard ----------------------------------------------------------- */
 
-static void offend(struct session *s, enum guard_offense what)
+void offend(struct session *s, enum guard_offense what)
 {
+    struct session_env *env = s->env;
     struct guard_block made;
-    if (guard_offend(s->srv->guard, s->cfg, &s->client, what, util_now_ms(), &made))
-        server_block_made(s->srv, &made, s->sid);
-    server_count(s->srv, s->cfg, &s->client,
-                 what == GUARD_OFFENSE_AUTH ? GUARD_AUTH_FAILURES : GUARD_UNAUTH_ATTEMPTS);
+    if (guard_offend(env->guard, s->cfg, &s->client, what, util_now_ms(), &made))
+        env->hooks->block_made(env->ctx, &made, s->sid);
+    env->hooks->count(env->ctx, s->cfg, &s->client,
+                      what == GUARD_OFFENSE_AUTH ? GUARD_AUTH_FAILURES : GUARD_UNAUTH_ATTEMPTS);
 }
 
 /* SPEC §3: once the client's prefix is blocked, its sessions end at their
@@ -235,627 +228,30 @@ static bool blocked_now(struct session *s)
 {
     if (s->allowed)
         return false;
-    uint64_t e = guard_epoch(s->srv->guard);
+    uint64_t e = guard_epoch(s->env->guard);
     if (e == s->epoch)
         return false;
     s->epoch = e;
-    return guard_blocked(s->srv->guard, &s->client, util_now_ms());
+    return guard_blocked(s->env->guard, &s->client, util_now_ms());
 }
 
-/* ---- the pieces of a dialogue ---------------------------------------- */
 
-static bool auth_allowed(const struct session *s)
-{
-    return !s->cfg->require_tls_for_auth || s->tls ||
-           cidr_list_match(&s->cfg->plain_auth_from, &s->client);
-}
-
-static bool tls_offered(const struct session *s)
-{
-    /* The session's own configuration says whether TLS is set up (a reload
-     * that cannot load the certificate is refused as a whole). */
-    return s->mode == LISTEN_STARTTLS && !s->tls && s->cfg->tls_cert[0] != '\0';
-}
-
-static void cmd_helo(struct session *s, const char *arg, bool esmtp)
-{
-    if (!smtp_valid_helo(arg)) {
-        reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
-        return;
-    }
-    tx_reset(s);
-    util_strlcpy(s->helo, arg, sizeof s->helo);
-    s->esmtp = esmtp;
-    const struct config *c = s->cfg;
-    if (!esmtp) {
-        reply(s, "250 %s", c->hostname);
-        return;
-    }
-    char lines[8][64];
-    int n = 0;
-    snprintf(lines[n++], sizeof lines[0], "PIPELINING");
-    snprintf(lines[n++], sizeof lines[0], "SIZE %lld", (long long)c->max_message_size);
-    snprintf(lines[n++], sizeof lines[0], "8BITMIME");
-    snprintf(lines[n++], sizeof lines[0], "SMTPUTF8");
-    snprintf(lines[n++], sizeof lines[0], "ENHANCEDSTATUSCODES");
-    if (tls_offered(s))
-        snprintf(lines[n++], sizeof lines[0], "STARTTLS");
-    if (!s->authed && auth_allowed(s))
-        snprintf(lines[n++], sizeof lines[0], "AUTH%s%s", c->mech_plain ? " PLAIN" : "",
-                 c->mech_login ? " LOGIN" : "");
-    reply(s, "250-%s", c->hostname);
-    for (int i = 0; i < n; i++)
-        reply(s, "250%c%s", i == n - 1 ? ' ' : '-', lines[i]);
-}
-
-static void cmd_starttls(struct session *s, const char *arg)
-{
-    if (*arg != '\0') {
-        reply(s, "501 5.5.4 Syntax: STARTTLS");
-        return;
-    }
-    if (s->tls) {
-        reply(s, "503 5.5.1 Already in TLS");
-        return;
-    }
-    SSL_CTX *ctx = tls_offered(s) ? server_tls(s->srv) : NULL;
-    SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
-    if (ctx != NULL)
-        SSL_CTX_free(ctx);      /* the SSL holds its own reference */
-    if (ssl == NULL) {
-        reply(s, "454 4.7.0 TLS not available");
-        return;
-    }
-    reply(s, "220 2.0.0 Ready to start TLS");
-    /* RFC 3207 §4.2 (and CVE-2011-0411): anything the client sent after
-     * STARTTLS in the clear is dropped, never read as if it came over TLS. */
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    evbuffer_drain(in, evbuffer_get_length(in));
-    struct bufferevent *f = bufferevent_openssl_filter_new(
-        s->w->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-    if (f == NULL) {
-        SSL_free(ssl);
-        close_after_reply(s);
-        return;
-    }
-    s->bev = f;
-    s->tls = true;
-    s->esmtp = false;
-    s->helo[0] = '\0';
-    tx_reset(s);
-    struct timeval tv = {s->cfg->timeout_command_ms / 1000, (s->cfg->timeout_command_ms % 1000) * 1000};
-    bufferevent_set_timeouts(f, &tv, &tv);
-    bufferevent_setcb(f, on_read, on_write, on_event, s);
-    bufferevent_enable(f, EV_READ | EV_WRITE);
-}
-
-/* -- AUTH -- */
-
-struct auth_job {
-    struct session *s;
-    struct users *users;
-    int64_t cache_ttl;
-    char user[SASL_USER_MAX];
-    char pass[SASL_PASS_MAX];
-    bool ok;
-};
-
-static void auth_work(void *arg)
-{
-    struct auth_job *j = arg;
-    j->ok = users_verify(j->users, j->user, j->pass);
-    if (j->ok)
-        users_cache_add(j->users, j->user, j->pass, util_mono_ms(), j->cache_ttl);
-    OPENSSL_cleanse(j->pass, sizeof j->pass);
-}
-
-static void auth_fail_reply(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct session *s = arg;
-    s->busy = false;
-    if (s->dead) {
-        session_free(s);
-        return;
-    }
-    reply(s, "535 5.7.8 Authentication credentials invalid");
-    process(s);
-}
-
-static void auth_succeeded(struct session *s, const char *user)
-{
-    s->state = ST_CMD;
-    s->busy = false;
-    s->authed = true;
-    util_strlcpy(s->user, user, sizeof s->user);
-    atomic_fetch_add(&s->srv->stats.auth_ok, 1);
-    log_event(LOG_INFO, "auth", "ip", s->ip, "session", s->sid, "result", "ok",
-              "user", user, NULL);
-    reply(s, "235 2.7.0 Authentication successful");
-}
-
-static void auth_done(void *arg)
-{
-    struct auth_job *j = arg;
-    struct session *s = j->s;
-    users_unref(j->users);
-    if (s->dead) {
-        s->busy = false;
-        session_free(s);
-        free(j);
-        return;
-    }
-    s->state = ST_CMD;
-    if (j->ok) {
-        auth_succeeded(s, j->user);
-        free(j);
-        process(s);
-        return;
-    }
-    atomic_fetch_add(&s->srv->stats.auth_fail, 1);
-    log_event(LOG_INFO, "auth", "ip", s->ip, "session", s->sid, "result", "fail",
-              "user", j->user, NULL);
-    free(j);
-    offend(s, GUARD_OFFENSE_AUTH);
-    /* The tarpit: every 535 waits, whether the user exists or not. */
-    int64_t ms = s->cfg->failure_delay_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(s->timer, &tv);
-}
-
-static void auth_check(struct session *s, const char *user, const char *pass)
-{
-    struct users *u = server_users(s->srv);
-    /* A recent success with this very password: no need for the pool (we
-     * are inside process(), so answer here rather than re-enter it). */
-    if (s->cfg->auth_cache_ttl_ms > 0 && users_cache_hit(u, user, pass, util_mono_ms())) {
-        users_unref(u);
-        auth_succeeded(s, user);
-        return;
-    }
-    struct auth_job *j = calloc(1, sizeof *j);
-    if (j == NULL) {
-        users_unref(u);
-        reply(s, "454 4.7.0 Temporary authentication failure");
-        s->state = ST_CMD;
-        return;
-    }
-    j->s = s;
-    j->users = u;               /* the job's reference */
-    j->cache_ttl = s->cfg->auth_cache_ttl_ms;
-    util_strlcpy(j->user, user, sizeof j->user);
-    s->busy = true;
-    util_strlcpy(j->pass, pass, sizeof j->pass);
-    pool_submit(s->srv->pool, s->w->mb, auth_work, auth_done, j);
-}
-
-static void auth_plain(struct session *s, const char *b64)
-{
-    char user[SASL_USER_MAX], pass[SASL_PASS_MAX];
-    s->state = ST_CMD;
-    if (!sasl_plain_decode(b64, strlen(b64), user, pass)) {
-        reply(s, "501 5.5.2 Cannot decode response");
-        return;
-    }
-    auth_check(s, user, pass);
-    OPENSSL_cleanse(pass, sizeof pass);
-}
-
-static void cmd_auth(struct session *s, const char *arg)
-{
-    if (s->authed) {
-        reply(s, "503 5.5.1 Already authenticated");
-        return;
-    }
-    if (!s->esmtp) {
-        reply(s, "503 5.5.1 Send EHLO first");
-        return;
-    }
-    if (s->in_tx) {
-        reply(s, "503 5.5.1 AUTH not allowed during a mail transaction");
-        return;
-    }
-    char mech[32];
-    size_t n = strcspn(arg, " ");
-    if (n == 0 || n >= sizeof mech) {
-        reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
-        return;
-    }
-    memcpy(mech, arg, n);
-    mech[n] = '\0';
-    const char *ir = arg[n] == ' ' ? arg + n + 1 : NULL;
-    bool plain = strcasecmp(mech, "PLAIN") == 0 && s->cfg->mech_plain;
-    bool login = strcasecmp(mech, "LOGIN") == 0 && s->cfg->mech_login;
-    if (!plain && !login) {
-        reply(s, "504 5.5.4 Unrecognized authentication mechanism");
-        return;
-    }
-    if (!auth_allowed(s)) {
-        reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
-        return;
-    }
-    if (ir != NULL && strcmp(ir, "=") == 0)
-        ir = "";      /* RFC 4954 §4: "=" is an empty initial response */
-    if (plain) {
-        if (ir == NULL) {
-            s->state = ST_AUTH_PLAIN;
-            reply(s, "334 ");
-        } else {
-            auth_plain(s, ir);
-        }
-        return;
-    }
-    if (ir == NULL) {
-        s->state = ST_AUTH_USER;
-        reply(s, "334 VXNlcm5hbWU6");   /* "Username:" */
-        return;
-    }
-    if (!sasl_login_decode(ir, strlen(ir), s->user, sizeof s->user)) {
-        reply(s, "501 5.5.2 Cannot decode response");
-        return;
-    }
-    s->state = ST_AUTH_PASS;
-    reply(s, "334 UGFzc3dvcmQ6");       /* "Password:" */
-}
-
-static void auth_response(struct session *s, const char *line)
-{
-    if (sasl_is_cancel(line)) {
-        s->state = ST_CMD;
-        s->user[0] = '\0';
-        reply(s, "501 5.0.0 Authentication cancelled");
-        return;
-    }
-    if (s->state == ST_AUTH_PLAIN) {
-        auth_plain(s, line);
-        return;
-    }
-    if (s->state == ST_AUTH_USER) {
-        if (!sasl_login_decode(line, strlen(line), s->user, sizeof s->user)) {
-            s->state = ST_CMD;
-            reply(s, "501 5.5.2 Cannot decode response");
-            return;
-        }
-        s->state = ST_AUTH_PASS;
-        reply(s, "334 UGFzc3dvcmQ6");
-        return;
-    }
-    char pass[SASL_PASS_MAX];
-    s->state = ST_CMD;
-    if (!sasl_login_decode(line, strlen(line), pass, sizeof pass)) {
-        s->user[0] = '\0';
-        reply(s, "501 5.5.2 Cannot decode response");
-        return;
-    }
-    char user[SASL_USER_MAX];
-    util_strlcpy(user, s->user, sizeof user);
-    s->user[0] = '\0';
-    auth_check(s, user, pass);
-    OPENSSL_cleanse(pass, sizeof pass);
-}
-
-/* -- the transaction -- */
-
-static void cmd_mail(struct session *s, const char *arg)
-{
-    if (s->helo[0] == '\0') {
-        reply(s, "503 5.5.1 Send HELO/EHLO first");
-        return;
-    }
-    if (s->in_tx) {
-        reply(s, "503 5.5.1 Nested MAIL command");
-        return;
-    }
-    if (!s->authed) {
-        atomic_fetch_add(&s->srv->stats.unauth_mail, 1);
-        reply(s, "530 5.7.0 Authentication required");
-        offend(s, GUARD_OFFENSE_UNAUTH);
-        return;
-    }
-    struct smtp_error err;
-    if (!smtp_parse_mail(arg, &s->mail, &err)) {
-        reply(s, "%d %s", err.code, err.text);
-        return;
-    }
-    if (s->mail.smtputf8 && !s->esmtp) {
-        reply(s, "555 5.5.4 SMTPUTF8 needs EHLO");
-        return;
-    }
-    if (s->mail.has_size && s->mail.size > (uint64_t)s->cfg->max_message_size) {
-        reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
-        return;
-    }
-    s->in_tx = true;
-    s->nrcpt = 0;
-    reply(s, "250 2.1.0 Ok");
-}
-
-static void cmd_rcpt(struct session *s, const char *arg)
-{
-    if (!s->in_tx) {
-        reply(s, "503 5.5.1 Need MAIL command");
-        return;
-    }
-    struct smtp_rcpt_to r;
-    struct smtp_error err;
-    if (!smtp_parse_rcpt(arg, &r, &err)) {
-        reply(s, "%d %s", err.code, err.text);
-        return;
-    }
-    if (!s->mail.smtputf8)
-        for (const char *p = r.path; *p; p++)
-            if ((unsigned char)*p >= 0x80) {
-                reply(s, "553 5.6.7 Non-ASCII address needs SMTPUTF8");
-                return;
-            }
-    if (s->nrcpt >= (size_t)s->cfg->max_recipients) {
-        reply(s, "452 4.5.3 Too many recipients");
-        return;
-    }
-    if (s->nrcpt == s->rcpt_cap) {
-        size_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 4;
-        void *v = realloc(s->rcpt, cap * sizeof *s->rcpt);
-        if (v == NULL) {
-            reply(s, "452 4.3.1 Insufficient system resources");
-            return;
-        }
-        s->rcpt = v;
-        s->rcpt_cap = cap;
-    }
-    memcpy(s->rcpt[s->nrcpt++], r.path, sizeof r.path);
-    reply(s, "250 2.1.5 Ok");
-}
-
-static void data_emit(void *ctx, const char *p, size_t n)
-{
-    evbuffer_add(ctx, p, n);
-}
-
-static void cmd_data(struct session *s, const char *arg)
-{
-    if (*arg != '\0') {
-        reply(s, "501 5.5.4 Syntax: DATA");
-        return;
-    }
-    if (!s->in_tx) {
-        reply(s, "503 5.5.1 Need MAIL command");
-        return;
-    }
-    if (s->nrcpt == 0) {
-        reply(s, "503 5.5.1 Need RCPT command");
-        return;
-    }
-    if (s->msg == NULL && (s->msg = evbuffer_new()) == NULL) {
-        reply(s, "452 4.3.1 Insufficient system resources");
-        return;
-    }
-    smtp_data_init(&s->data, (uint64_t)s->cfg->max_message_size, data_emit, s->msg);
-    s->state = ST_DATA;
-    struct timeval tv = {s->cfg->timeout_data_ms / 1000, (s->cfg->timeout_data_ms % 1000) * 1000};
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
-    reply(s, "354 End data with <CR><LF>.<CR><LF>");
-}
-
-struct deliver_job {
-    struct session *s;
-    struct config *cfg;
-    struct evbuffer *body;
-    char *head;
-    size_t headlen;
-    char id[UTIL_ID_LEN];
-    enum deliver_result r;
-    char err[512];
-};
-
-static void deliver_work(void *arg)
-{
-    struct deliver_job *j = arg;
-    j->r = maildir_deliver(j->cfg->maildir, j->cfg->hostname, j->id, j->head, j->headlen,
-                           j->body, j->err, sizeof j->err);
-}
-
-static void deliver_done(void *arg)
-{
-    struct deliver_job *j = arg;
-    struct session *s = j->s;
-    s->busy = false;
-    if (j->r == DELIVER_OK) {
-        atomic_fetch_add(&s->srv->stats.messages, 1);
-        char n[16];
-        snprintf(n, sizeof n, "%zu", s->nrcpt);
-        log_event(LOG_INFO, "delivered", "ip", s->ip, "session", s->sid, "id", j->id,
-                  "user", s->user, "from", s->mail.path, "rcpts", n, NULL);
-    } else {
-        atomic_fetch_add(&s->srv->stats.delivery_failures, 1);
-        log_event(LOG_ERROR, "delivery_failed", "ip", s->ip, "session", s->sid, "id", j->id,
-                  "error", j->err, NULL);
-    }
-    bool dead = s->dead;
-    if (!dead) {
-        if (j->r == DELIVER_OK)
-            reply(s, "250 2.0.0 Ok: queued as %s", j->id);
-        else if (j->r == DELIVER_NOSPACE)
-            reply(s, "452 4.3.1 Insufficient system storage");
-        else
-            reply(s, "451 4.3.0 Local error in processing, try again later");
-        tx_reset(s);
-        /* The body buffer was the session's: it serves the next message. */
-        s->msg = j->body;
-        j->body = NULL;
-    }
-    if (j->body != NULL)
-        evbuffer_free(j->body);
-    config_unref(j->cfg);
-    free(j->head);
-    free(j);
-    if (dead)
-        session_free(s);
-    else
-        process(s);
-}
-
-static const char *protocol(const struct session *s)
-{
-    /* RFC 3848 */
-    if (!s->esmtp)
-        return "SMTP";
-    return s->tls ? (s->authed ? "ESMTPSA" : "ESMTPS") : (s->authed ? "ESMTPA" : "ESMTP");
-}
-
-/* reverse_dns: the client's name is looked up when the dialogue starts
- * (not for a proxy's own health check), and the Received: header then says
- * the name or "unknown". */
-static bool wants_name(const struct session *s)
-{
-    return s->cfg->reverse_dns && !s->proxy_local;
-}
-
-static char *build_head(struct session *s, const char *id, size_t *len)
-{
-    struct evbuffer *h = evbuffer_new();
-    if (h == NULL)
-        return NULL;
-    evbuffer_add_printf(h, "Return-Path: <%s>\n", s->mail.path);
-    for (size_t i = 0; i < s->nrcpt; i++)
-        evbuffer_add_printf(h, "X-Envelope-To: <%s>\n", s->rcpt[i]);
-    char date[64], tlsinfo[160] = "";
-    util_rfc5322_date(util_now_ms(), date, sizeof date);
-    if (s->tls) {
-        SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-        if (ssl != NULL)
-            tls_describe(ssl, tlsinfo, sizeof tlsinfo);
-    }
-    /* RFC 5321 §4.4 TCP-info, Postfix style: the name only when confirmed
-     * forward, "unknown" when looked up (or still looking: the message
-     * never waits for DNS). */
-    const char *name = !wants_name(s) ? NULL : s->rdns_name != NULL ? s->rdns_name : "unknown";
-    evbuffer_add_printf(h, "Received: from %s (%s%s[%s])\n\tby %s (Portcullis) with %s id %s",
-                        s->helo, name != NULL ? name : "", name != NULL ? " " : "", s->ip,
-                        s->cfg->hostname, protocol(s), id);
-    if (tlsinfo[0] != '\0')
-        evbuffer_add_printf(h, "\n\t(using %s)", tlsinfo);
-    if (s->authed)
-        evbuffer_add_printf(h, "\n\t(authenticated user %s)", s->user);
-    evbuffer_add_printf(h, ";\n\t%s\n", date);
-    *len = evbuffer_get_length(h);
-    char *out = malloc(*len + 1);
-    if (out != NULL) {
-        evbuffer_remove(h, out, *len);
-        out[*len] = '\0';
-    }
-    evbuffer_free(h);
-    return out;
-}
-
-static void data_end(struct session *s)
-{
-    s->state = ST_CMD;
-    struct timeval tv = {s->cfg->timeout_command_ms / 1000, (s->cfg->timeout_command_ms % 1000) * 1000};
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
-    switch (s->data.error) {
-    case SMTP_DATA_TOO_BIG:
-        reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
-        tx_reset(s);
-        return;
-    case SMTP_DATA_LINE_TOO_LONG:
-        reply(s, "550 5.6.0 Message line too long (1000 octets at most)");
-        tx_reset(s);
-        return;
-    case SMTP_DATA_BARE_CRLF:
-        reply(s, "550 5.6.0 Bare CR or LF not allowed");
-        tx_reset(s);
-        return;
-    case SMTP_DATA_OK:
-        break;
-    }
-    struct deliver_job *j = calloc(1, sizeof *j);
-    if (j != NULL) {
-        util_new_id(j->id);
-        j->head = build_head(s, j->id, &j->headlen);
-    }
-    if (j == NULL || j->head == NULL) {
-        free(j);
-        reply(s, "451 4.3.0 Local error in processing, try again later");
-        tx_reset(s);
-        return;
-    }
-    j->s = s;
-    j->cfg = config_ref(s->cfg);
-    j->body = s->msg;       /* the pool owns it until deliver_done */
-    s->msg = NULL;
-    s->busy = true;
-    pool_submit(s->srv->pool, s->w->mb, deliver_work, deliver_done, j);
-}
-
-/* Feeds what has arrived of the message; false when it needs more. */
-static bool feed_data(struct session *s)
-{
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    while (evbuffer_get_length(in) > 0 && !s->data.done) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        size_t used = smtp_data_feed(&s->data, v.iov_base, v.iov_len);
-        evbuffer_drain(in, used);
-    }
-    if (!s->data.done)
-        return false;
-    data_end(s);
-    return true;
-}
-
-/* -- the rest -- */
-
-static void cmd_simple(struct session *s, enum smtp_verb v, const char *arg)
-{
-    switch (v) {
-    case SMTP_RSET:
-        tx_reset(s);
-        reply(s, "250 2.0.0 Ok");
-        break;
-    case SMTP_NOOP:
-        reply(s, "250 2.0.0 Ok");
-        break;
-    case SMTP_VRFY:
-        reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
-        break;
-    case SMTP_HELP:
-        reply(s, "214 2.0.0 See RFC 5321; this is Portcullis, a submission server");
-        break;
-    case SMTP_QUIT:
-        reply(s, "221 2.0.0 %s closing connection", s->cfg->hostname);
-        close_after_reply(s);
-        break;
-    default:
-        (void)arg;
-        break;
-    }
-}
-
-static void bad_command(struct session *s, const char *text)
+void bad_command(struct session *s, const char *text)
 {
     reply(s, "%s", text);
-    if (++s->errors >= ERRORS_MAX) {
+    if (++s->errors >= SESSION_ERRORS_MAX) {
         reply(s, "421 4.7.0 %s Too many errors, closing connection", s->cfg->hostname);
         hang_up(s);
     }
 }
 
-/* A blocked client's whole dialogue: 503 to everything, 221 to QUIT. */
-static const char *reject_answer(const char *line)
-{
-    if (strncasecmp(line, "QUIT", 4) == 0 && (line[4] == '\0' || line[4] == ' '))
-        return "221 2.0.0 Bye";
-    return "503 5.5.1 Bad sequence of commands";
-}
 
 static void handle_line(struct session *s, const char *line)
 {
     if (s->state == ST_REJECTED) {
         const char *a = reject_answer(line);
         reply(s, "%s", a);
-        if (a[0] == '2' || ++s->errors >= ERRORS_MAX)
+        if (a[0] == '2' || ++s->errors >= SESSION_ERRORS_MAX)
             close_after_reply(s);
         return;
     }
@@ -870,28 +266,12 @@ static void handle_line(struct session *s, const char *line)
         auth_response(s, line);
         return;
     }
-    if (atomic_load(&s->srv->stopping) && !s->in_tx) {
+    if (atomic_load(s->env->stopping) && !s->tx.active) {
         reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
         hang_up(s);
         return;
     }
-    struct smtp_cmd cmd;
-    smtp_parse_command(line, &cmd);
-    switch (cmd.verb) {
-    case SMTP_EHLO:     cmd_helo(s, cmd.arg, true); break;
-    case SMTP_HELO:     cmd_helo(s, cmd.arg, false); break;
-    case SMTP_STARTTLS: cmd_starttls(s, cmd.arg); break;
-    case SMTP_AUTH:     cmd_auth(s, cmd.arg); break;
-    case SMTP_MAIL:     cmd_mail(s, cmd.arg); break;
-    case SMTP_RCPT:     cmd_rcpt(s, cmd.arg); break;
-    case SMTP_DATA:     cmd_data(s, cmd.arg); break;
-    case SMTP_RSET: case SMTP_NOOP: case SMTP_VRFY: case SMTP_HELP: case SMTP_QUIT:
-        cmd_simple(s, cmd.verb, cmd.arg);
-        break;
-    case SMTP_UNKNOWN:
-        bad_command(s, "500 5.5.2 Command unrecognized");
-        break;
-    }
+    session_command(s, line);
 }
 
 /* ---- reading --------------------------------------------------------- */
@@ -934,7 +314,7 @@ static int read_line(struct session *s, char *buf, size_t buflen)
         s->discard_line = false;
         /* The 500 ends an AUTH exchange too: the next line is a command. */
         if (s->state == ST_AUTH_PLAIN || s->state == ST_AUTH_USER || s->state == ST_AUTH_PASS) {
-            s->state = ST_CMD;
+            enter_state(s, ST_CMD);
             s->user[0] = '\0';
         }
         return -1;
@@ -964,7 +344,7 @@ static bool read_proxy(struct session *s)
     if (st == PROXY_NEED_MORE)
         return false;
     if (st == PROXY_INVALID) {
-        atomic_fetch_add(&s->srv->stats.proxy_errors, 1);
+        atomic_fetch_add(&s->env->stats->proxy_errors, 1);
         log_event(LOG_WARN, "proxy_error", "peer", s->ip, "session", s->sid, NULL);
         close_after_reply(s);
         return false;
@@ -982,7 +362,7 @@ static bool read_proxy(struct session *s)
     return true;
 }
 
-static void process(struct session *s)
+void process(struct session *s)
 {
     char line[SMTP_AUTH_LINE_MAX + 1];
     while (!s->busy && !s->closing) {
@@ -1008,13 +388,13 @@ static void process(struct session *s)
         finish(s);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+void on_read(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     process(arg);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+void on_write(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct session *s = arg;
@@ -1024,7 +404,7 @@ static void on_write(struct bufferevent *bev, void *arg)
         process(s);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+void on_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct session *s = arg;
@@ -1050,164 +430,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     session_free(s);
 }
 
-/* ---- accepting --------------------------------------------------------- */
-
-/* A blocked client before any session exists: the 554, then a tiny state
- * that answers 503 to everything but QUIT for 10 s (RFC 5321 §3.1). No
- * session object, no buffer, no log line of its own. */
-struct rejected {
-    TAILQ_ENTRY(rejected) link;  /* on w->rejected or w->lingering, oldest first */
-    struct worker *w;
-    int fd;
-    int64_t deadline;
-    uint16_t col;          /* column in the current line */
-    uint8_t quit;          /* how much of "QUIT" the line matched */
-    uint8_t errors;
-    bool draining;         /* we said our last word: only read until EOF */
-};
-
-#define LINGER_MS 2000
-
-/*
- * These connections wait in a worker's own epoll set (w->repoll), which
- * libevent watches as one descriptor. Per connection that costs one
- * epoll_ctl(ADD); close() takes the descriptor out of the set by itself,
- * where a libevent event per connection would also cost an
- * epoll_ctl(DEL) and a timer. Their deadlines need no timer each: every
- * entry of a list has the same lifetime, so each list is in deadline order
- * and a tick reaps from its head.
- */
-static void rejected_free(struct rejected *r)
-{
-    TAILQ_REMOVE(r->draining ? &r->w->lingering : &r->w->rejected, r, link);
-    close(r->fd);
-    atomic_fetch_sub(&r->w->srv->clients, 1);
-    free(r);
-}
-
-static void rejected_drain(struct rejected *r)
-{
-    TAILQ_REMOVE(&r->w->rejected, r, link);
-    shutdown(r->fd, SHUT_WR);
-    r->draining = true;
-    r->deadline = util_mono_ms() + LINGER_MS;
-    TAILQ_INSERT_TAIL(&r->w->lingering, r, link);
-}
-
-static void rejected_read(struct rejected *r)
-{
-    char buf[512];
-    ssize_t n = recv(r->fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        rejected_free(r);
-        return;
-    }
-    if (r->draining)
-        return;
-    static const char q[] = "QUIT";
-    for (ssize_t i = 0; i < n; i++) {
-        char ch = buf[i];
-        if (ch == '\n') {
-            bool quit = r->quit == 4 && r->col <= 6;
-            const char *a = quit ? "221 2.0.0 Bye\r\n" : "503 5.5.1 Bad sequence of commands\r\n";
-            /* A QUIT that ends what the client sent: the 221 is corked
-             * (MSG_MORE) so that close() sends it and the FIN in one
-             * segment. With bytes behind the QUIT (or maybe behind: a full
-             * buffer), close() would answer them with a RST that discards
-             * the 221, so it leaves at once and the rest is drained. */
-            bool last = quit && i + 1 == n && (size_t)n < sizeof buf;
-            if (send(r->fd, a, strlen(a), MSG_NOSIGNAL | MSG_DONTWAIT | (last ? MSG_MORE : 0)) < 0 ||
-                last) {
-                rejected_free(r);
-                return;
-            }
-            if (quit || ++r->errors >= ERRORS_MAX) {
-                rejected_drain(r);
-                return;
-            }
-            r->col = 0;
-            r->quit = 0;
-            continue;
-        }
-        if (r->col < 4 && r->quit == r->col && toupper((unsigned char)ch) == q[r->col])
-            r->quit++;
-        if (r->col < UINT16_MAX)
-            r->col++;
-    }
-}
-
-void session_rejected_ready(struct worker *w)
-{
-    struct epoll_event ev[64];
-    int n = epoll_wait(w->repoll, ev, 64, 0);
-    for (int i = 0; i < n; i++)
-        rejected_read(ev[i].data.ptr);
-}
-
-void session_rejected_reap(struct worker *w)
-{
-    int64_t now = util_mono_ms();
-    struct rejected *r;
-    while ((r = TAILQ_FIRST(&w->rejected)) != NULL && r->deadline <= now)
-        rejected_free(r);
-    while ((r = TAILQ_FIRST(&w->lingering)) != NULL && r->deadline <= now)
-        rejected_free(r);
-}
-
-static struct rejected *rejected_new(struct worker *w, evutil_socket_t fd, bool draining)
-{
-    struct rejected *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        return NULL;
-    r->w = w;
-    r->fd = fd;
-    r->draining = draining;
-    r->deadline = util_mono_ms() + (draining ? LINGER_MS : REJECT_LINGER_MS);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = r};
-    if (epoll_ctl(w->repoll, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        free(r);
-        return NULL;
-    }
-    TAILQ_INSERT_TAIL(draining ? &w->lingering : &w->rejected, r, link);
-    return r;
-}
-
-static void linger_fd(struct worker *w, evutil_socket_t fd)
-{
-    shutdown(fd, SHUT_WR);
-    if (rejected_new(w, fd, true) == NULL) {
-        close(fd);
-        atomic_fetch_sub(&w->srv->clients, 1);
-    }
-}
-
-static void session_reject_fd(struct worker *w, evutil_socket_t fd, const char *line, size_t len)
-{
-    /* The greeting fits any socket buffer; a client that cannot take it
-     * loses nothing worth keeping. Delayed ACKs from the start: the kernel
-     * would otherwise ACK the client's QUIT in a segment of its own, just
-     * before the 221 that can carry that ACK. */
-    int off = 0;
-    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &off, sizeof off);
-    if (send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || rejected_new(w, fd, false) == NULL) {
-        close(fd);
-        atomic_fetch_sub(&w->srv->clients, 1);
-    }
-}
-
-/* The once-a-minute line for a blocked prefix's 554s (guard_reject_note
- * decides when; n is 0 in between). */
-static void log_rejects(uint32_t n, const struct addr *prefix)
-{
-    if (n == 0)
-        return;
-    char p[ADDR_STRLEN], cnt[16];
-    addr_format(prefix, true, p);
-    snprintf(cnt, sizeof cnt, "%u", n);
-    log_event(LOG_INFO, "reject", "ip", p, "count", cnt, "reason", "blocked", NULL);
-}
 
 /* ---- reverse DNS ---------------------------------------------------------- */
 
@@ -1224,8 +446,8 @@ static void on_rdns_answer(void *arg, const char *name, const char *why, const c
 /* Runs beside the dialogue: the greeting does not wait for it. */
 static void look_up_name(struct session *s)
 {
-    if (s->w->dns != NULL)
-        s->rdns = rdns_start(s->w->dns, s->w->base, &s->client, on_rdns_answer, s);
+    if (s->env->dns != NULL)
+        s->rdns = rdns_start(s->env->dns, s->env->base, &s->client, on_rdns_answer, s);
     if (s->rdns == NULL)
         log_event(LOG_INFO, "rdns", "ip", s->ip, "session", s->sid, "name", "unknown",
                   "why", "error", NULL);
@@ -1234,78 +456,59 @@ static void look_up_name(struct session *s)
 /* The guard's word on this client, then the greeting. */
 static void start_dialogue(struct session *s)
 {
-    struct server *srv = s->srv;
+    struct session_env *env = s->env;
     const struct config *c = s->cfg;
     int64_t now = util_now_ms();
     enum guard_verdict v = GUARD_ACCEPT_ALLOWED;
     if (!s->allowed) {
         struct guard_block made;
         bool did_block;
-        v = guard_connect(srv->guard, c, &s->client, now, &made, &did_block);
+        v = guard_connect(env->guard, c, &s->client, now, &made, &did_block);
         if (did_block)
-            server_block_made(srv, &made, s->sid);
+            env->hooks->block_made(env->ctx, &made, s->sid);
     }
     s->allowed = v == GUARD_ACCEPT_ALLOWED;
     s->counted = v == GUARD_ACCEPT;
-    s->epoch = guard_epoch(srv->guard);
+    s->epoch = guard_epoch(env->guard);
     if (v == GUARD_REJECT_BLOCKED || v == GUARD_REJECT_CONCURRENCY) {
-        atomic_fetch_add(v == GUARD_REJECT_BLOCKED ? &srv->stats.rejected_blocked
-                                                   : &srv->stats.rejected_concurrency, 1);
+        atomic_fetch_add(v == GUARD_REJECT_BLOCKED ? &env->stats->rejected_blocked
+                                                   : &env->stats->rejected_concurrency, 1);
         if (v == GUARD_REJECT_BLOCKED) {
             struct addr prefix;
-            uint32_t n = guard_reject_note(srv->guard, &s->client, now, &prefix);
-            log_rejects(n, &prefix);
+            uint32_t n = guard_reject_note(env->guard, &s->client, now, &prefix);
+            reject_log(n, &prefix);
         } else {
             log_event(LOG_INFO, "reject", "ip", s->ip, "session", s->sid, "reason",
                       "concurrency", NULL);
         }
-        s->state = ST_REJECTED;
+        enter_state(s, ST_REJECTED);
         s->allowed = true;     /* no 421 on top of the 554 */
         reply(s, "%.*s", (int)c->reject_line_len - 2, c->reject_line);   /* without its CRLF */
-        struct timeval tv = {REJECT_LINGER_MS / 1000, 0};
-        bufferevent_set_timeouts(s->bev, &tv, &tv);
+        set_timeouts(s, REJECT_LINGER_MS);
         return;
     }
-    atomic_fetch_add(&srv->stats.accepted, 1);
+    atomic_fetch_add(&env->stats->accepted, 1);
     if (s->counted)
-        server_count(srv, c, &s->client, GUARD_CONN_RATE);
+        env->hooks->count(env->ctx, c, &s->client, GUARD_CONN_RATE);
     log_event(LOG_INFO, "connect", "ip", s->ip, "session", s->sid,
               "tls", s->mode == LISTEN_TLS ? "yes" : NULL, NULL);
-    if (s->mode == LISTEN_TLS) {
-        SSL_CTX *ctx = server_tls(srv);
-        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
-        if (ctx)
-            SSL_CTX_free(ctx);
-        struct bufferevent *f = ssl ? bufferevent_openssl_filter_new(
-            s->w->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
-        if (f == NULL) {
-            if (ssl)
-                SSL_free(ssl);
-            close_after_reply(s);
-            return;
-        }
-        s->bev = f;
-        s->tls = true;
-        bufferevent_setcb(f, on_read, on_write, on_event, s);
-        bufferevent_enable(f, EV_READ | EV_WRITE);
-    }
-    s->state = ST_CMD;
-    struct timeval tv = {c->timeout_command_ms / 1000, (c->timeout_command_ms % 1000) * 1000};
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    if (s->mode == LISTEN_TLS && !start_tls(s, tls_ssl_new(env->hooks->tls(env->ctx))))
+        return;
+    enter_state(s, ST_CMD);
+    set_timeouts(s, c->timeout_command_ms);
     if (wants_name(s))
         look_up_name(s);
     reply(s, "220 %s ESMTP Portcullis", c->hostname);
 }
 
-void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
+void session_accept(struct session_env *w, struct config *c, evutil_socket_t fd,
                     const struct sockaddr *sa, enum listen_mode mode)
 {
-    struct server *srv = w->srv;
     struct addr peer;
     if (!addr_from_sockaddr(sa, &peer)) {
         config_unref(c);
         close(fd);
-        atomic_fetch_sub(&srv->clients, 1);
+        atomic_fetch_sub(w->clients, 1);
         return;
     }
     int64_t now = util_now_ms();
@@ -1313,18 +516,18 @@ void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
     uint32_t n;
     struct addr prefix;
     if (!c->proxy_protocol && !cidr_list_match(&c->allow, &peer) &&
-        guard_check_reject(srv->guard, &peer, now, &n, &prefix)) {
-        atomic_fetch_add(&srv->stats.rejected_blocked, 1);
-        log_rejects(n, &prefix);
-        session_reject_fd(w, fd, c->reject_line, c->reject_line_len);
+        guard_check_reject(w->guard, &peer, now, &n, &prefix)) {
+        atomic_fetch_add(&w->stats->rejected_blocked, 1);
+        reject_log(n, &prefix);
+        reject_fd(w, fd, c->reject_line, c->reject_line_len);
         config_unref(c);
         return;
     }
     if (c->proxy_protocol && !cidr_list_match(&c->proxy_from, &peer)) {
-        atomic_fetch_add(&srv->stats.proxy_errors, 1);
+        atomic_fetch_add(&w->stats->proxy_errors, 1);
         config_unref(c);
         close(fd);
-        atomic_fetch_sub(&srv->clients, 1);
+        atomic_fetch_sub(w->clients, 1);
         return;
     }
     struct session *s = calloc(1, sizeof *s);
@@ -1337,27 +540,28 @@ void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
             close(fd);
         free(s);
         config_unref(c);
-        atomic_fetch_sub(&srv->clients, 1);
+        atomic_fetch_sub(w->clients, 1);
         return;
     }
-    s->w = w;
-    s->srv = srv;
+    s->env = w;
     s->cfg = c;
     s->bev = bev;
     s->fd = fd;
     s->mode = mode;
     s->timer = timer;
     s->peer = s->client = peer;
+    s->port = ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+                                             : ((const struct sockaddr_in *)sa)->sin_port);
     addr_format(&peer, false, s->ip);
     util_new_id(s->sid);
     TAILQ_INSERT_TAIL(&w->sessions, s, link);
-    atomic_fetch_add(&srv->stats.connections, 1);
+    atomic_fetch_add(&w->stats->connections, 1);
     /* Reading stops at this much unprocessed input: TCP pushes back. */
     bufferevent_setwatermark(bev, EV_READ, 0, SMTP_AUTH_LINE_MAX * 2);
     bufferevent_setcb(bev, on_read, on_write, on_event, s);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     if (c->proxy_protocol) {
-        s->state = ST_PROXY;
+        enter_state(s, ST_PROXY);
         struct timeval tv = {10, 0};
         bufferevent_set_timeouts(bev, &tv, &tv);
         return;
@@ -1365,12 +569,12 @@ void session_accept(struct worker *w, struct config *c, evutil_socket_t fd,
     start_dialogue(s);
 }
 
-void session_close_idle(struct worker *w)
+void session_close_idle(struct session_env *w)
 {
     struct session *s, *next;
     for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {
         next = TAILQ_NEXT(s, link);
-        if (s->busy || s->in_tx || s->closing)
+        if (s->busy || s->tx.active || s->closing)
             continue;
         if (s->state == ST_CMD)
             reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
@@ -1379,14 +583,10 @@ void session_close_idle(struct worker *w)
     }
 }
 
-void session_drop_all(struct worker *w)
+void session_drop_all(struct session_env *w)
 {
     struct session *s;
     while ((s = TAILQ_FIRST(&w->sessions)) != NULL)
         session_free(s);
-    struct rejected *r;
-    while ((r = TAILQ_FIRST(&w->rejected)) != NULL)
-        rejected_free(r);
-    while ((r = TAILQ_FIRST(&w->lingering)) != NULL)
-        rejected_free(r);
+    reject_drop_all(w);
 }

@@ -1,5 +1,6 @@
 #include "smtp/tls.h"
 
+#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <stdio.h>
 
@@ -41,4 +42,22 @@ SSL_CTX *tls_ctx_new(const struct config *c, char *err, size_t errlen)
 void tls_describe(SSL *ssl, char *out, size_t outlen)
 {
     snprintf(out, outlen, "%s with cipher %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+}
+
+SSL *tls_ssl_new(SSL_CTX *ctx)
+{
+    if (ctx == NULL)
+        return NULL;
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx);
+    return ssl;
+}
+
+struct bufferevent *tls_filter(struct event_base *base, struct bufferevent *bev, SSL *ssl)
+{
+    struct bufferevent *f = bufferevent_openssl_filter_new(base, bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                           BEV_OPT_CLOSE_ON_FREE);
+    if (f == NULL)
+        SSL_free(ssl);
+    return f;
 }

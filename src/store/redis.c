@@ -1139,8 +1139,8 @@ static void first_connect(void *arg)
     connect_now(arg);
 }
 
-struct store *store_redis_open(const struct config *c, const struct store_hooks *h,
-                               char *err, size_t errlen)
+static struct store *redis_open(const struct config *c, const struct store_hooks *h,
+                                char *err, size_t errlen)
 {
     struct redis_store *r = calloc(1, sizeof *r);
     if (r == NULL)
@@ -1192,3 +1192,5 @@ struct store *store_redis_open(const struct config *c, const struct store_hooks 
     pool_post(r->mb, first_connect, r);
     return &r->base;
 }
+
+const struct store_backend_row store_redis = {STORE_REDIS, redis_open};

@@ -358,8 +358,10 @@ static int make_parent(const char *path)
     return mkdir(buf, 0750) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-struct store *store_sqlite_open(const struct config *c, char *err, size_t errlen)
+static struct store *sqlite_open(const struct config *c, const struct store_hooks *h,
+                                 char *err, size_t errlen)
 {
+    (void)h;    /* one node: nothing to tell it */
     if (make_parent(c->store_path) != 0) {
         snprintf(err, errlen, "%s: cannot create its folder: %m", c->store_path);
         return NULL;
@@ -396,3 +398,5 @@ struct store *store_sqlite_open(const struct config *c, char *err, size_t errlen
     }
     return &s->base;
 }
+
+const struct store_backend_row store_sqlite = {STORE_SQLITE, sqlite_open};

@@ -1,15 +1,52 @@
 #include "store/store.h"
 
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include "base/util.h"
+
+/* One row per backend; a new one is a file and a line here. */
+static const struct store_backend_row *const backends[] = {&store_sqlite, &store_redis};
 
 struct store *store_open(const struct config *c, const struct store_hooks *h,
                          char *err, size_t errlen)
 {
-    return c->store == STORE_REDIS ? store_redis_open(c, h, err, errlen)
-                                   : store_sqlite_open(c, err, errlen);
+    for (size_t i = 0; i < ARRAY_LEN(backends); i++)
+        if (backends[i]->kind == c->store)
+            return backends[i]->open(c, h, err, errlen);
+    snprintf(err, errlen, "[store] backend: not built in");
+    return NULL;
+}
+
+bool store_load(struct store *s, int64_t since, int64_t now, store_block_cb cb, void *ctx)
+{
+    return s->ops->load(s, since, now, cb, ctx);
+}
+
+bool store_history(struct store *s, const struct addr *prefix, int limit,
+                   store_block_cb cb, void *ctx)
+{
+    return s->ops->history(s, prefix, limit, cb, ctx);
+}
+
+bool store_get(struct store *s, uint64_t id, struct guard_block *out)
+{
+    return s->ops->get(s, id, out);
+}
+
+void store_close(struct store *s)
+{
+    s->ops->close(s);
+}
+
+bool store_counts(const struct store *s)
+{
+    return s->ops->count != NULL;
+}
+
+void store_count(struct store *s, const struct addr *prefix, enum guard_reason why,
+                 long limit, int64_t window_ms)
+{
+    if (s->ops->count != NULL)
+        s->ops->count(s, prefix, why, limit, window_ms);
 }
 
 void store_put(struct store *s, const struct guard_block *b)
@@ -36,21 +73,4 @@ void store_prune(struct store *s, int64_t before)
 {
     struct store_write w = {.op = STORE_PRUNE, .b = {.lifted_at = before}};
     s->ops->write(s, &w);
-}
-
-void store_id_format(uint64_t id, char out[17])
-{
-    snprintf(out, 17, "%016llX", (unsigned long long)id);
-}
-
-bool store_id_parse(const char *s, uint64_t *out)
-{
-    if (strlen(s) != 16)
-        return false;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 16);
-    if (*end != '\0')
-        return false;
-    *out = v;
-    return true;
 }

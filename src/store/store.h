@@ -64,11 +64,29 @@ struct store {
     const struct store_ops *ops;
 };
 
-struct store *store_sqlite_open(const struct config *c, char *err, size_t errlen);
-struct store *store_redis_open(const struct config *c, const struct store_hooks *h,
-                               char *err, size_t errlen);
+/* A backend: one file and one row of the table in store.c. */
+struct store_backend_row {
+    enum store_backend kind;
+    struct store *(*open)(const struct config *c, const struct store_hooks *h,
+                          char *err, size_t errlen);
+};
+extern const struct store_backend_row store_sqlite, store_redis;
+
+/* Opens the configured [store] backend. */
 struct store *store_open(const struct config *c, const struct store_hooks *h,
                          char *err, size_t errlen);
+
+/* The reads and the rest, as callers say them (see store_ops). */
+bool store_load(struct store *s, int64_t since, int64_t now, store_block_cb cb, void *ctx);
+bool store_history(struct store *s, const struct addr *prefix, int limit,
+                   store_block_cb cb, void *ctx);
+bool store_get(struct store *s, uint64_t id, struct guard_block *out);
+void store_close(struct store *s);
+/* Cluster mode: see store_ops.count; store_counts says whether it counts
+ * (false for a single node, where store_count does nothing). */
+bool store_counts(const struct store *s);
+void store_count(struct store *s, const struct addr *prefix, enum guard_reason why,
+                 long limit, int64_t window_ms);
 
 /* The writes, as callers say them. */
 void store_put(struct store *s, const struct guard_block *b);
@@ -76,7 +94,7 @@ void store_lift(struct store *s, uint64_t id, int64_t at, const char *by, const 
 void store_expire(struct store *s, uint64_t id, int64_t at);
 void store_prune(struct store *s, int64_t before);
 
-/* Block ids travel as 16 hex digits. */
+/* Block ids travel as 16 hex digits (store_id.c, used by the backends). */
 void store_id_format(uint64_t id, char out[17]);
 bool store_id_parse(const char *s, uint64_t *out);
 
