@@ -315,6 +315,10 @@ static json_t *do_stats(struct req *r)
     json_object_set_new(o, "tracked_prefixes", json_integer((json_int_t)gs.entries));
     json_object_set_new(o, "guard_bytes", json_integer((json_int_t)gs.bytes));
     json_object_set_new(o, "bytes_per_prefix", json_integer((json_int_t)gs.entry_size));
+    json_object_set_new(o, "evictions", json_integer((json_int_t)gs.evictions));
+    json_object_set_new(o, "untracked", json_integer((json_int_t)gs.untracked));
+    json_object_set_new(o, "index_prefixes", json_integer((json_int_t)gs.index_prefixes));
+    json_object_set_new(o, "index_bytes", json_integer((json_int_t)gs.index_bytes));
     json_object_set_new(o, "uptime_s", json_integer((r->now - r->srv->started_at) / 1000));
     return o;
 }

@@ -110,6 +110,32 @@ static void expired_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_
     log_event(LOG_INFO, "expire", "ip", ip, "block", hex, NULL);
 }
 
+/* SPEC §4: one line when the guard starts forgetting prefixes to stay
+ * within max_tracked, one when it has not had to for ten seconds. */
+static void note_evictions(struct server *s, const struct config *c, int64_t now)
+{
+    static uint64_t seen, at_start;
+    static int64_t last;
+    static bool evicting;
+    uint64_t n = guard_evictions(s->guard);
+    char a[24], b[24];
+    if (n != seen) {
+        if (!evicting) {
+            evicting = true;
+            at_start = seen;
+            snprintf(a, sizeof a, "%ld", c->max_tracked);
+            log_event(LOG_WARN, "evict_start", "max_tracked", a, NULL);
+        }
+        seen = n;
+        last = now;
+    } else if (evicting && now - last >= 10000) {
+        evicting = false;
+        snprintf(a, sizeof a, "%llu", (unsigned long long)(n - at_start));
+        snprintf(b, sizeof b, "%llu", (unsigned long long)n);
+        log_event(LOG_INFO, "evict_stop", "evicted", a, "total", b, NULL);
+    }
+}
+
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -123,6 +149,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
         last_sweep = now;
         guard_sweep(s->guard, c, now);
     }
+    note_evictions(s, c, now);
     if (now - last_prune > 3600000) {
         last_prune = now;
         store_prune(s->store, now - c->history_retention_ms);

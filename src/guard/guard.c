@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/util.h"
+#include "guard/index.h"
+#include "guard/table.h"
 
 /*
  * Counting: a HAProxy-style two-period rate counter per offense kind. The
@@ -25,79 +27,43 @@
  *    (f = 1/2) about 1.5 x L events fit in one window length;
  *  - events bunched at the start of a period are counted longer than they
  *    are in the window, so such a client is blocked a little early.
- * Three of these counters cost 72 bytes per prefix; an exact window would
- * cost a timestamp per event (1.6 KB per prefix at conn_rate_limit = 200).
+ * Three of these counters cost 48 bytes per prefix (table.h packs them);
+ * an exact window would cost a timestamp per event (1.6 KB per prefix at
+ * conn_rate_limit = 200).
  */
-struct rate {
-    int64_t start;       /* start of the current period, ms; 0 = never used */
-    int64_t first;       /* first event since the counter was last empty */
-    uint32_t cur, prev;
-};
-
-enum { RATE_AUTH, RATE_UNAUTH, RATE_CONN, NRATES };
-
-struct entry {
-    struct entry *next;
-    struct addr key;
-    uint8_t reason;              /* enum guard_reason of the block in force */
-    uint8_t noff;                /* used slots of offenses[] */
-    uint32_t concurrent;
-    uint32_t rejects;            /* 554s not yet logged */
-    uint32_t reject_logged;      /* second of the last reject log line */
-    int64_t block_until;         /* 0: none; INT64_MAX: permanent */
-    int64_t block_started;
-    uint64_t block_id;
-    struct rate rate[NRATES];
-    int64_t offenses[CONFIG_MAX_PERMANENT_AFTER];  /* starts (ms) of automatic blocks, oldest first */
-};
-
-struct shard {
-    pthread_mutex_t mu;
-    struct entry **b;
-    size_t nb, n;
-};
-
-struct heap_item {
-    int64_t until;
-    uint64_t id;
-    struct addr key;
-};
-
-#define NSHARDS 256
 
 struct guard {
-    struct shard shards[NSHARDS];
-    /* Prefix lengths that hold or held a block, per family: the block check
-     * looks only at these. Set once, never cleared; a stale bit costs one
-     * miss. */
-    _Atomic uint64_t lens[2][3];
+    struct table t;
+    struct gindex *ix;           /* blocks in force, for the accept-time check */
     _Atomic uint64_t epoch;
+    _Atomic size_t blockrecs;
     atomic_bool shared;          /* another party decides (cluster mode) */
-    pthread_mutex_t heap_mu;     /* never taken while waiting for a shard */
-    struct heap_item *heap;
-    size_t heap_n, heap_cap;
+    struct expheap heap;         /* when blocks end */
+    struct escmap esc;           /* automatic blocks in force per wider prefix */
 };
 
 /* ---- rates ---------------------------------------------------------- */
 
 static void rate_roll(struct rate *r, int64_t now, int64_t win)
 {
-    if (r->start == 0 || now - r->start >= 2 * win) {
-        r->start = now;
+    int64_t start = (int64_t)r->start;
+    if (start == 0 || now - start >= 2 * win) {
+        r->start = (uint64_t)now;
         r->cur = r->prev = 0;
-    } else if (now - r->start >= win) {
+    } else if (now - start >= win) {
         r->prev = r->cur;
         r->cur = 0;
-        r->start += win;
+        r->start = (uint64_t)(start + win);
     }
 }
 
 static uint32_t rate_estimate(const struct rate *r, int64_t now, int64_t win)
 {
-    if (r->start == 0 || now - r->start >= 2 * win)
+    int64_t start = (int64_t)r->start;
+    if (start == 0 || now - start >= 2 * win)
         return 0;
-    uint32_t cur = r->cur, prev = r->prev;
-    int64_t el = now - r->start;
+    uint32_t cur = (uint32_t)r->cur, prev = (uint32_t)r->prev;
+    int64_t el = now - start;
     if (el >= win) {           /* not rolled yet: cur is really prev */
         prev = cur;
         cur = 0;
@@ -110,9 +76,10 @@ static uint32_t rate_estimate(const struct rate *r, int64_t now, int64_t win)
 static uint32_t rate_add(struct rate *r, int64_t now, int64_t win)
 {
     if (rate_estimate(r, now, win) == 0)
-        r->first = now;
+        r->first = (uint64_t)now;
     rate_roll(r, now, win);
-    r->cur++;
+    if (r->cur < RATE_MAX)
+        r->cur++;
     return rate_estimate(r, now, win);
 }
 
@@ -122,10 +89,12 @@ static int64_t rate_window(const struct config *c, int k)
          : k == RATE_UNAUTH ? c->unauth_window_ms : c->conn_rate_window_ms;
 }
 
+/* Counts saturate at RATE_MAX: a higher limit is that. */
 static long rate_limit(const struct config *c, int k)
 {
-    return k == RATE_AUTH ? c->auth_fail_limit
-         : k == RATE_UNAUTH ? c->unauth_limit : c->conn_rate_limit;
+    long l = k == RATE_AUTH ? c->auth_fail_limit
+           : k == RATE_UNAUTH ? c->unauth_limit : c->conn_rate_limit;
+    return l > (long)RATE_MAX ? (long)RATE_MAX : l;
 }
 
 static int rate_kind(enum guard_reason why)
@@ -146,7 +115,7 @@ long guard_limit(const struct config *c, enum guard_reason why)
 /* ---- names ---------------------------------------------------------- */
 
 static const char *const reason_names[] = {"none", "auth_failures", "unauth_attempts",
-                                           "conn_rate", "manual"};
+                                           "conn_rate", "manual", "escalated"};
 static const char *const state_names[] = {"blocked", "permanent", "lifted", "expired"};
 
 const char *guard_reason_name(enum guard_reason r)
@@ -175,21 +144,17 @@ bool block_state_parse(const char *s, enum block_state *out)
     return false;
 }
 
-/* ---- table ---------------------------------------------------------- */
+/* ---- the guard -------------------------------------------------------- */
 
 struct guard *guard_new(void)
 {
     struct guard *g = calloc(1, sizeof *g);
     if (g == NULL)
         return NULL;
-    for (size_t i = 0; i < NSHARDS; i++) {
-        pthread_mutex_init(&g->shards[i].mu, NULL);
-        g->shards[i].nb = 16;
-        g->shards[i].b = calloc(16, sizeof *g->shards[i].b);
-        if (g->shards[i].b == NULL)
-            abort();
-    }
-    pthread_mutex_init(&g->heap_mu, NULL);
+    g->ix = gindex_new();
+    if (g->ix == NULL || !escmap_init(&g->esc) || !table_init(&g->t))
+        abort();
+    expheap_init(&g->heap);
     return g;
 }
 
@@ -197,147 +162,101 @@ void guard_free(struct guard *g)
 {
     if (g == NULL)
         return;
-    for (size_t i = 0; i < NSHARDS; i++) {
-        struct shard *s = &g->shards[i];
-        for (size_t j = 0; j < s->nb; j++) {
-            for (struct entry *e = s->b[j], *next; e != NULL; e = next) {
-                next = e->next;
-                free(e);
-            }
-        }
-        free(s->b);
-        pthread_mutex_destroy(&s->mu);
-    }
-    free(g->heap);
-    pthread_mutex_destroy(&g->heap_mu);
+    table_fini(&g->t);
+    gindex_free(g->ix);
+    escmap_fini(&g->esc);
+    expheap_fini(&g->heap);
     free(g);
 }
 
-static struct shard *shard_of(struct guard *g, const struct addr *k, uint64_t *h)
+static bool automatic(enum guard_reason r)
 {
-    *h = addr_hash(k);
-    return &g->shards[*h % NSHARDS];
-}
-
-/* The shard's lock is held by the caller in all that follows. */
-static struct entry *find(struct shard *s, uint64_t h, const struct addr *k)
-{
-    for (struct entry *e = s->b[(h / NSHARDS) % s->nb]; e != NULL; e = e->next)
-        if (addr_equal(&e->key, k))
-            return e;
-    return NULL;
-}
-
-static void grow(struct shard *s)
-{
-    size_t nb = s->nb * 2;
-    struct entry **b = calloc(nb, sizeof *b);
-    if (b == NULL)
-        return;   /* longer chains, still correct */
-    for (size_t i = 0; i < s->nb; i++) {
-        for (struct entry *e = s->b[i], *next; e != NULL; e = next) {
-            next = e->next;
-            size_t j = (addr_hash(&e->key) / NSHARDS) % nb;
-            e->next = b[j];
-            b[j] = e;
-        }
-    }
-    free(s->b);
-    s->b = b;
-    s->nb = nb;
-}
-
-static struct entry *find_or_add(struct shard *s, uint64_t h, const struct addr *k)
-{
-    struct entry *e = find(s, h, k);
-    if (e != NULL)
-        return e;
-    if (s->n >= s->nb)
-        grow(s);
-    e = calloc(1, sizeof *e);
-    if (e == NULL)
-        return NULL;
-    e->key = *k;
-    size_t j = (h / NSHARDS) % s->nb;
-    e->next = s->b[j];
-    s->b[j] = e;
-    s->n++;
-    return e;
+    return r != GUARD_NONE && r != GUARD_MANUAL;
 }
 
 static bool entry_blocked(const struct entry *e, int64_t now)
 {
-    return e->block_id != 0 && e->block_until > now;
+    return e->b != NULL && e->b->block_id != 0 && e->b->block_until > now;
 }
 
-static void mark_len(struct guard *g, const struct addr *k)
+/* How much an entry is worth keeping (table.c): never a block or an open
+ * connection; a prefix with blocks on its ladder after all plain ones;
+ * otherwise its recent events, a failure weighing four connections. */
+uint32_t guard_entry_worth(const struct entry *e, const struct config *c, int64_t now)
 {
-    atomic_fetch_or(&g->lens[k->family == AF_INET ? 0 : 1][k->bits / 64], 1ULL << (k->bits % 64));
+    if (e->concurrent > 0 || (e->b != NULL && e->b->block_id != 0))
+        return UINT32_MAX;
+    uint64_t w = 0;
+    for (int k = 0; k < NRATES; k++)
+        w += (uint64_t)rate_estimate(&e->rate[k], now, rate_window(c, k)) * (k == RATE_CONN ? 1 : 4);
+    if (e->b != NULL && e->b->noff > 0)
+        w += 1ULL << 28;
+    return w >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)w;
 }
 
-/* ---- expiry heap ---------------------------------------------------- */
+static const uint32_t WORTH_CONN = 1, WORTH_OFFENSE = 4;
 
-static void heap_push(struct guard *g, int64_t until, uint64_t id, const struct addr *k)
+static struct blockrec *blockrec_of(struct guard *g, struct entry *e)
 {
-    pthread_mutex_lock(&g->heap_mu);
-    if (g->heap_n == g->heap_cap) {
-        size_t cap = g->heap_cap ? g->heap_cap * 2 : 64;
-        struct heap_item *h = realloc(g->heap, cap * sizeof *h);
-        if (h == NULL) {
-            /* Without a heap slot the block still holds (the check looks
-             * at block_until) but nobody records its expiry. */
-            pthread_mutex_unlock(&g->heap_mu);
-            return;
-        }
-        g->heap = h;
-        g->heap_cap = cap;
+    if (e->b == NULL) {
+        e->b = calloc(1, sizeof *e->b);
+        if (e->b != NULL)
+            atomic_fetch_add_explicit(&g->blockrecs, 1, memory_order_relaxed);
     }
-    size_t i = g->heap_n++;
-    while (i > 0 && g->heap[(i - 1) / 2].until > until) {
-        g->heap[i] = g->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    g->heap[i] = (struct heap_item){until, id, *k};
-    pthread_mutex_unlock(&g->heap_mu);
+    return e->b;
 }
 
-static bool heap_pop_due(struct guard *g, int64_t now, struct heap_item *out)
+/* The record is dropped once it holds nothing: no block, no ladder. */
+static void blockrec_trim(struct guard *g, struct entry *e)
 {
-    pthread_mutex_lock(&g->heap_mu);
-    if (g->heap_n == 0 || g->heap[0].until > now) {
-        pthread_mutex_unlock(&g->heap_mu);
+    if (e->b != NULL && e->b->block_id == 0 && e->b->noff == 0 && e->b->rejects == 0) {
+        free(e->b);
+        e->b = NULL;
+        atomic_fetch_sub_explicit(&g->blockrecs, 1, memory_order_relaxed);
+    }
+}
+
+/* ---- escalation counts ---------------------------------------------- */
+
+/* The wider prefix a block on `k` counts toward, or false (escalation
+ * off for the family, or k not narrower). */
+static bool esc_wide(const struct config *c, const struct addr *k, struct addr *wide)
+{
+    int wb = k->family == AF_INET ? c->ipv4_escalate_prefix : c->ipv6_escalate_prefix;
+    int cb = k->family == AF_INET ? c->ipv4_prefix : c->ipv6_prefix;
+    if (wb <= 0 || wb >= cb || k->bits <= wb)
         return false;
-    }
-    *out = g->heap[0];
-    struct heap_item last = g->heap[--g->heap_n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= g->heap_n)
-            break;
-        if (c + 1 < g->heap_n && g->heap[c + 1].until < g->heap[c].until)
-            c++;
-        if (g->heap[c].until >= last.until)
-            break;
-        g->heap[i] = g->heap[c];
-        i = c;
-    }
-    if (g->heap_n > 0)
-        g->heap[i] = last;
-    pthread_mutex_unlock(&g->heap_mu);
+    *wide = *k;
+    addr_cut(wide, wb);
     return true;
+}
+
+uint32_t guard_escalation_count(struct guard *g, const struct addr *wide)
+{
+    return escmap_get(&g->esc, wide);
+}
+
+/* The block on e no longer counts toward its wider prefix. */
+static void esc_uncount(struct guard *g, struct entry *e)
+{
+    if (e->b == NULL || e->b->esc_bits == 0)
+        return;
+    struct addr wide = e->key;
+    addr_cut(&wide, e->b->esc_bits);
+    e->b->esc_bits = 0;
+    escmap_add(&g->esc, &wide, -1);
 }
 
 /* ---- blocks --------------------------------------------------------- */
 
-static void forget_old_offenses(struct entry *e, const struct config *c, int64_t now)
+static void forget_old_offenses(struct blockrec *b, const struct config *c, int64_t now)
 {
     int64_t horizon = now - c->offense_memory_ms;
     uint8_t keep = 0;
-    for (uint8_t i = 0; i < e->noff; i++)
-        if ((int64_t)e->offenses[i] > horizon)
-            e->offenses[keep++] = e->offenses[i];
-    e->noff = keep;
+    for (uint8_t i = 0; i < b->noff; i++)
+        if (b->offenses[i] > horizon)
+            b->offenses[keep++] = b->offenses[i];
+    b->noff = keep;
 }
 
 /* `learned`: a block told by the store, which may be one this entry has
@@ -345,24 +264,23 @@ static void forget_old_offenses(struct entry *e, const struct config *c, int64_t
  * an outage). Two blocks of one prefix cannot start in the same
  * millisecond (the first holds while the second would be counted), so the
  * start time identifies the block. */
-static void add_offense(struct entry *e, int64_t at, bool learned)
+static void add_offense(struct blockrec *b, int64_t at, bool learned)
 {
-    int64_t s = at;
-    for (uint8_t i = 0; learned && i < e->noff; i++)
-        if (e->offenses[i] == s)
+    for (uint8_t i = 0; learned && i < b->noff; i++)
+        if (b->offenses[i] == at)
             return;
-    if (e->noff == CONFIG_MAX_PERMANENT_AFTER) {
-        memmove(e->offenses, e->offenses + 1, sizeof e->offenses - sizeof e->offenses[0]);
-        e->noff--;
+    if (b->noff == CONFIG_MAX_PERMANENT_AFTER) {
+        memmove(b->offenses, b->offenses + 1, sizeof b->offenses - sizeof b->offenses[0]);
+        b->noff--;
     }
     /* Keep the list sorted: installs from the store may come in any order. */
-    uint8_t i = e->noff;
-    while (i > 0 && e->offenses[i - 1] > s) {
-        e->offenses[i] = e->offenses[i - 1];
+    uint8_t i = b->noff;
+    while (i > 0 && b->offenses[i - 1] > at) {
+        b->offenses[i] = b->offenses[i - 1];
         i--;
     }
-    e->offenses[i] = s;
-    e->noff++;
+    b->offenses[i] = at;
+    b->noff++;
 }
 
 static void reset_rates(struct entry *e)
@@ -370,17 +288,45 @@ static void reset_rates(struct entry *e)
     memset(e->rate, 0, sizeof e->rate);
 }
 
-static void set_block(struct guard *g, struct entry *e, enum guard_reason why,
-                      uint64_t id, int64_t started, int64_t until)
+/* Puts a block on e (replacing any): in the record, the accept-time index,
+ * the expiry heap and, for an automatic one, the count of its wider
+ * prefix (c NULL: a manual block, which does not count). */
+static void set_block(struct guard *g, const struct config *c, struct entry *e,
+                      enum guard_reason why, uint64_t id, int64_t started, int64_t until)
 {
-    e->block_id = id;
-    e->reason = (uint8_t)why;
-    e->block_started = started;
-    e->block_until = until;
-    mark_len(g, &e->key);
+    struct blockrec *b = e->b;   /* the caller made it */
+    esc_uncount(g, e);
+    b->block_id = id;
+    b->reason = (uint8_t)why;
+    b->block_started = started;
+    b->block_until = until;
+    struct addr wide;
+    if (c != NULL && automatic(why) && why != GUARD_ESCALATED && esc_wide(c, &e->key, &wide)) {
+        b->esc_bits = wide.bits;
+        escmap_add(&g->esc, &wide, +1);
+    }
+    /* Out of memory here leaves the block to the sessions' own checks
+     * (guard_status still sees it) until the index can take it. */
+    gindex_put(g->ix, &e->key, until);
     if (until != INT64_MAX)
-        heap_push(g, until, id, &e->key);
+        expheap_push(&g->heap, until, id, &e->key);
     atomic_fetch_add(&g->epoch, 1);
+}
+
+/* The counters were reset when the block began and nothing is counted
+ * while it holds, so what they hold now came after it: keep it. */
+static void clear_block(struct guard *g, struct entry *e)
+{
+    if (e->b == NULL || e->b->block_id == 0)
+        return;
+    esc_uncount(g, e);
+    e->b->block_id = 0;
+    e->b->block_until = 0;
+    e->b->block_started = 0;
+    e->b->reason = GUARD_NONE;
+    e->b->rejects = 0;
+    gindex_del(g->ix, &e->key);
+    blockrec_trim(g, e);
 }
 
 static uint64_t new_id(void)
@@ -395,21 +341,24 @@ static uint64_t new_id(void)
 static const enum guard_reason rate_reason[NRATES] = {GUARD_AUTH_FAILURES, GUARD_UNAUTH_ATTEMPTS,
                                                      GUARD_CONN_RATE};
 
-static void impose_as(struct guard *g, const struct config *c, struct entry *e,
+static bool impose_as(struct guard *g, const struct config *c, struct entry *e,
                       enum guard_reason reason, int64_t first, uint32_t events, int64_t now,
                       struct guard_block *made)
 {
+    struct blockrec *b = blockrec_of(g, e);
+    if (b == NULL)
+        return false;
     memset(made, 0, sizeof *made);
     made->first_event_at = first;
     made->last_event_at = now;
     made->events = events;
 
-    forget_old_offenses(e, c, now);
-    int64_t dur = config_ban_ms(c, e->noff + 1);
-    add_offense(e, now, false);
+    forget_old_offenses(b, c, now);
+    int64_t dur = config_ban_ms(c, b->noff + 1);
+    add_offense(b, now, false);
     int64_t until = dur < 0 ? INT64_MAX : now + dur;
     uint64_t id = new_id();
-    set_block(g, e, reason, id, now, until);
+    set_block(g, c, e, reason, id, now, until);
     /* A block resets the counters: after it lifts, counting starts afresh. */
     reset_rates(e);
 
@@ -419,6 +368,7 @@ static void impose_as(struct guard *g, const struct config *c, struct entry *e,
     made->state = dur < 0 ? BLOCK_PERMANENT : BLOCK_ACTIVE;
     made->started_at = now;
     made->expires_at = dur < 0 ? 0 : until;
+    return true;
 }
 
 /* The rate `kind` reached its limit: block, unless the cluster decides. */
@@ -428,9 +378,8 @@ static bool impose(struct guard *g, const struct config *c, struct entry *e, int
     if (atomic_load_explicit(&g->shared, memory_order_relaxed))
         return false;
     const struct rate *r = &e->rate[kind];
-    impose_as(g, c, e, rate_reason[kind], r->first,
-              rate_estimate(r, now, rate_window(c, kind)), now, made);
-    return true;
+    return impose_as(g, c, e, rate_reason[kind], (int64_t)r->first,
+                     rate_estimate(r, now, rate_window(c, kind)), now, made);
 }
 
 void guard_set_local_decisions(struct guard *g, bool local)
@@ -443,53 +392,39 @@ bool guard_impose(struct guard *g, const struct config *c, const struct addr *ke
                   struct guard_block *made)
 {
     uint64_t h;
-    struct shard *s = shard_of(g, key, &h);
+    struct shard *s = table_shard(&g->t, key, &h);
     bool done = false;
     pthread_mutex_lock(&s->mu);
-    struct entry *e = find_or_add(s, h, key);
-    if (e != NULL && !entry_blocked(e, now)) {
-        impose_as(g, c, e, why, first_event, events, now, made);
-        done = true;
-    }
+    struct entry *e = table_get(&g->t, s, h, key, c, 0, now, true);
+    if (e != NULL && !entry_blocked(e, now))
+        done = impose_as(g, c, e, why, first_event, events, now, made);
     pthread_mutex_unlock(&s->mu);
     return done;
 }
 
-/* Looks for a block in force over `client` at every prefix length in use;
- * with `hit` it also runs `hit(e, ctx)` under the entry's lock. */
-static bool lookup_block(struct guard *g, const struct addr *client, int64_t now,
-                         void (*hit)(struct entry *, void *), void *ctx)
+bool guard_escalate(struct guard *g, const struct config *c, const struct addr *narrow,
+                    int64_t now, struct guard_block *made)
 {
-    int fam = client->family == AF_INET ? 0 : 1;
-    int maxbits = client->bits;
-    for (int w = maxbits / 64; w >= 0; w--) {
-        uint64_t m = atomic_load_explicit(&g->lens[fam][w], memory_order_acquire);
-        while (m != 0) {
-            int top = 63 - __builtin_clzll(m);
-            m &= ~(1ULL << top);
-            int bits = w * 64 + top;
-            if (bits > maxbits)
-                continue;
-            struct addr k = *client;
-            addr_cut(&k, bits);
-            uint64_t h;
-            struct shard *s = shard_of(g, &k, &h);
-            pthread_mutex_lock(&s->mu);
-            struct entry *e = find(s, h, &k);
-            bool blocked = e != NULL && entry_blocked(e, now);
-            if (blocked && hit != NULL)
-                hit(e, ctx);
-            pthread_mutex_unlock(&s->mu);
-            if (blocked)
-                return true;
-        }
-    }
-    return false;
+    struct addr wide;
+    if (!esc_wide(c, narrow, &wide))
+        return false;
+    uint32_t n = guard_escalation_count(g, &wide);
+    if (n < (uint64_t)c->escalate_count)
+        return false;
+    uint64_t h;
+    struct shard *s = table_shard(&g->t, &wide, &h);
+    bool done = false;
+    pthread_mutex_lock(&s->mu);
+    struct entry *e = table_get(&g->t, s, h, &wide, c, 0, now, true);
+    if (e != NULL && !entry_blocked(e, now))
+        done = impose_as(g, c, e, GUARD_ESCALATED, now, n, now, made);
+    pthread_mutex_unlock(&s->mu);
+    return done;
 }
 
 bool guard_blocked(struct guard *g, const struct addr *client, int64_t now)
 {
-    return lookup_block(g, client, now, NULL, NULL);
+    return gindex_lookup(g->ix, client, now, false, NULL, NULL);
 }
 
 uint64_t guard_epoch(const struct guard *g)
@@ -509,21 +444,24 @@ enum guard_verdict guard_connect(struct guard *g, const struct config *c,
 
     struct addr k = addr_prefix_of(client, c->ipv4_prefix, c->ipv6_prefix);
     uint64_t h;
-    struct shard *s = shard_of(g, &k, &h);
+    struct shard *s = table_shard(&g->t, &k, &h);
     enum guard_verdict v = GUARD_ACCEPT;
     pthread_mutex_lock(&s->mu);
-    struct entry *e = find_or_add(s, h, &k);
-    if (e == NULL) {
-        v = GUARD_ACCEPT_ALLOWED;   /* out of memory: serve, uncounted */
-    } else if (rate_add(&e->rate[RATE_CONN], now, c->conn_rate_window_ms) >=
-                   (uint32_t)c->conn_rate_limit &&
-               impose(g, c, e, RATE_CONN, now, made)) {
-        *did_block = true;
-        v = GUARD_REJECT_BLOCKED;
-    } else if (e->concurrent >= (uint32_t)c->concurrency_limit) {
-        v = GUARD_REJECT_CONCURRENCY;
-    } else {
-        e->concurrent++;
+    /* NULL: out of memory, or the table is full of more useful entries:
+     * serve, uncounted (guard_disconnect then finds nothing to release). */
+    struct entry *e = table_get(&g->t, s, h, &k, c, WORTH_CONN, now, false);
+    if (e != NULL) {
+        e->seen = (uint32_t)(now / 1000);
+        if (rate_add(&e->rate[RATE_CONN], now, c->conn_rate_window_ms) >=
+                (uint32_t)rate_limit(c, RATE_CONN) &&
+            impose(g, c, e, RATE_CONN, now, made)) {
+            *did_block = true;
+            v = GUARD_REJECT_BLOCKED;
+        } else if (e->concurrent >= (uint32_t)c->concurrency_limit) {
+            v = GUARD_REJECT_CONCURRENCY;
+        } else {
+            e->concurrent++;
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return v;
@@ -533,9 +471,9 @@ void guard_disconnect(struct guard *g, const struct config *c, const struct addr
 {
     struct addr k = addr_prefix_of(client, c->ipv4_prefix, c->ipv6_prefix);
     uint64_t h;
-    struct shard *s = shard_of(g, &k, &h);
+    struct shard *s = table_shard(&g->t, &k, &h);
     pthread_mutex_lock(&s->mu);
-    struct entry *e = find(s, h, &k);
+    struct entry *e = table_find(s, h, &k);
     if (e != NULL && e->concurrent > 0)
         e->concurrent--;
     pthread_mutex_unlock(&s->mu);
@@ -549,34 +487,17 @@ bool guard_offend(struct guard *g, const struct config *c, const struct addr *cl
     int kind = what == GUARD_OFFENSE_AUTH ? RATE_AUTH : RATE_UNAUTH;
     struct addr k = addr_prefix_of(client, c->ipv4_prefix, c->ipv6_prefix);
     uint64_t h;
-    struct shard *s = shard_of(g, &k, &h);
+    struct shard *s = table_shard(&g->t, &k, &h);
     bool blocked = false;
     pthread_mutex_lock(&s->mu);
-    struct entry *e = find_or_add(s, h, &k);
-    if (e != NULL && !entry_blocked(e, now) &&
-        rate_add(&e->rate[kind], now, rate_window(c, kind)) >= (uint32_t)rate_limit(c, kind))
-        blocked = impose(g, c, e, kind, now, made);
+    struct entry *e = table_get(&g->t, s, h, &k, c, WORTH_OFFENSE, now, false);
+    if (e != NULL && !entry_blocked(e, now)) {
+        e->seen = (uint32_t)(now / 1000);
+        if (rate_add(&e->rate[kind], now, rate_window(c, kind)) >= (uint32_t)rate_limit(c, kind))
+            blocked = impose(g, c, e, kind, now, made);
+    }
     pthread_mutex_unlock(&s->mu);
     return blocked;
-}
-
-struct reject_ctx {
-    int64_t now;
-    uint32_t count;
-    struct addr prefix;
-};
-
-static void note_reject(struct entry *e, void *arg)
-{
-    struct reject_ctx *r = arg;
-    uint32_t sec = (uint32_t)(r->now / 1000);
-    e->rejects++;
-    if (e->reject_logged == 0 || sec - e->reject_logged >= 60) {
-        r->count = e->rejects;
-        r->prefix = e->key;
-        e->rejects = 0;
-        e->reject_logged = sec;
-    }
 }
 
 uint32_t guard_reject_note(struct guard *g, const struct addr *client, int64_t now,
@@ -590,12 +511,28 @@ uint32_t guard_reject_note(struct guard *g, const struct addr *client, int64_t n
 bool guard_check_reject(struct guard *g, const struct addr *client, int64_t now,
                         uint32_t *log_count, struct addr *prefix)
 {
-    struct reject_ctx r = {.now = now, .count = 0};
-    bool blocked = lookup_block(g, client, now, note_reject, &r);
-    *log_count = r.count;
-    if (r.count > 0)
-        *prefix = r.prefix;
-    return blocked;
+    *log_count = 0;
+    struct addr p;
+    if (!gindex_lookup(g->ix, client, now, false, &p, NULL))
+        return false;
+    /* The index says blocked; the 554s are counted on the entry, for the
+     * once-a-minute log line. */
+    uint64_t h;
+    struct shard *s = table_shard(&g->t, &p, &h);
+    pthread_mutex_lock(&s->mu);
+    struct entry *e = table_find(s, h, &p);
+    if (e != NULL && e->b != NULL) {
+        uint32_t sec = (uint32_t)(now / 1000);
+        e->b->rejects++;
+        if (e->b->reject_logged == 0 || sec - e->b->reject_logged >= 60) {
+            *log_count = e->b->rejects;
+            *prefix = e->key;
+            e->b->rejects = 0;
+            e->b->reject_logged = sec;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return true;
 }
 
 void guard_block_manual(struct guard *g, const struct addr *prefix, int64_t duration_ms,
@@ -603,18 +540,18 @@ void guard_block_manual(struct guard *g, const struct addr *prefix, int64_t dura
                         struct guard_block *replaced, bool *had_old)
 {
     uint64_t h;
-    struct shard *s = shard_of(g, prefix, &h);
+    struct shard *s = table_shard(&g->t, prefix, &h);
     memset(made, 0, sizeof *made);
     *had_old = false;
     pthread_mutex_lock(&s->mu);
-    struct entry *e = find_or_add(s, h, prefix);
-    if (e == NULL) {
+    struct entry *e = table_get(&g->t, s, h, prefix, NULL, 0, now, true);
+    if (e == NULL || blockrec_of(g, e) == NULL) {
         pthread_mutex_unlock(&s->mu);
         return;
     }
     if (entry_blocked(e, now)) {
         memset(replaced, 0, sizeof *replaced);
-        replaced->id = e->block_id;
+        replaced->id = e->b->block_id;
         replaced->prefix = e->key;
         replaced->lifted_at = now;
         replaced->state = BLOCK_LIFTED;
@@ -622,7 +559,7 @@ void guard_block_manual(struct guard *g, const struct addr *prefix, int64_t dura
     }
     int64_t until = duration_ms < 0 ? INT64_MAX : now + duration_ms;
     uint64_t id = new_id();
-    set_block(g, e, GUARD_MANUAL, id, now, until);
+    set_block(g, NULL, e, GUARD_MANUAL, id, now, until);
     pthread_mutex_unlock(&s->mu);
 
     made->id = id;
@@ -633,26 +570,16 @@ void guard_block_manual(struct guard *g, const struct addr *prefix, int64_t dura
     made->expires_at = duration_ms < 0 ? 0 : until;
 }
 
-/* The counters were reset when the block began and nothing is counted
- * while it holds, so what they hold now came after it: keep it. */
-static void clear_block(struct entry *e)
-{
-    e->block_id = 0;
-    e->block_until = 0;
-    e->block_started = 0;
-    e->reason = GUARD_NONE;
-}
-
 bool guard_unblock(struct guard *g, const struct addr *prefix, int64_t now, uint64_t *lifted_id)
 {
     uint64_t h;
-    struct shard *s = shard_of(g, prefix, &h);
+    struct shard *s = table_shard(&g->t, prefix, &h);
     bool done = false;
     pthread_mutex_lock(&s->mu);
-    struct entry *e = find(s, h, prefix);
+    struct entry *e = table_find(s, h, prefix);
     if (e != NULL && entry_blocked(e, now)) {
-        *lifted_id = e->block_id;
-        clear_block(e);
+        *lifted_id = e->b->block_id;
+        clear_block(g, e);
         done = true;
     }
     pthread_mutex_unlock(&s->mu);
@@ -661,21 +588,20 @@ bool guard_unblock(struct guard *g, const struct addr *prefix, int64_t now, uint
 
 void guard_install(struct guard *g, const struct config *c, const struct guard_block *b, int64_t now)
 {
-    bool automatic = b->reason != GUARD_MANUAL && b->reason != GUARD_NONE;
-    bool in_memory = automatic && b->started_at > now - c->offense_memory_ms;
+    bool in_memory = automatic(b->reason) && b->started_at > now - c->offense_memory_ms;
     bool active = (b->state == BLOCK_ACTIVE || b->state == BLOCK_PERMANENT) &&
                   (b->expires_at == 0 || b->expires_at > now);
     if (!in_memory && !active)
         return;
     uint64_t h;
-    struct shard *s = shard_of(g, &b->prefix, &h);
+    struct shard *s = table_shard(&g->t, &b->prefix, &h);
     pthread_mutex_lock(&s->mu);
-    struct entry *e = find_or_add(s, h, &b->prefix);
-    if (e != NULL) {
+    struct entry *e = table_get(&g->t, s, h, &b->prefix, c, 0, now, true);
+    if (e != NULL && blockrec_of(g, e) != NULL) {
         if (in_memory)
-            add_offense(e, b->started_at, true);
-        if (active && e->block_id != b->id)
-            set_block(g, e, b->reason, b->id, b->started_at,
+            add_offense(e->b, b->started_at, true);
+        if (active && e->b->block_id != b->id)
+            set_block(g, automatic(b->reason) ? c : NULL, e, b->reason, b->id, b->started_at,
                       b->expires_at == 0 ? INT64_MAX : b->expires_at);
     }
     pthread_mutex_unlock(&s->mu);
@@ -684,27 +610,28 @@ void guard_install(struct guard *g, const struct config *c, const struct guard_b
 void guard_remove(struct guard *g, const struct addr *prefix, uint64_t id)
 {
     uint64_t h;
-    struct shard *s = shard_of(g, prefix, &h);
+    struct shard *s = table_shard(&g->t, prefix, &h);
     pthread_mutex_lock(&s->mu);
-    struct entry *e = find(s, h, prefix);
-    if (e != NULL && e->block_id == id)
-        clear_block(e);
+    struct entry *e = table_find(s, h, prefix);
+    if (e != NULL && e->b != NULL && e->b->block_id == id)
+        clear_block(g, e);
     pthread_mutex_unlock(&s->mu);
 }
 
 size_t guard_expire(struct guard *g, int64_t now, guard_expired_cb cb, void *ctx)
 {
     size_t n = 0;
-    struct heap_item it;
-    while (heap_pop_due(g, now, &it)) {
+    struct expiry it;
+    while (expheap_pop_due(&g->heap, now, &it)) {
         uint64_t h;
-        struct shard *s = shard_of(g, &it.key, &h);
+        struct shard *s = table_shard(&g->t, &it.key, &h);
         pthread_mutex_lock(&s->mu);
-        struct entry *e = find(s, h, &it.key);
+        struct entry *e = table_find(s, h, &it.key);
         /* A block replaced or lifted since leaves a stale heap item. */
-        bool due = e != NULL && e->block_id == it.id && e->block_until == it.until;
+        bool due = e != NULL && e->b != NULL && e->b->block_id == it.id &&
+                   e->b->block_until == it.until;
         if (due)
-            clear_block(e);
+            clear_block(g, e);
         pthread_mutex_unlock(&s->mu);
         if (due) {
             cb(ctx, it.id, &it.key, it.until);
@@ -722,48 +649,36 @@ static bool rates_idle(const struct entry *e, const struct config *c, int64_t no
     return true;
 }
 
-size_t guard_sweep(struct guard *g, const struct config *c, int64_t now)
-{
-    size_t freed = 0;
-    for (size_t i = 0; i < NSHARDS; i++) {
-        /* One shard at a time: a lookup waits at most one shard's walk. */
-        struct shard *s = &g->shards[i];
-        pthread_mutex_lock(&s->mu);
-        for (size_t j = 0; j < s->nb; j++) {
-            struct entry **pp = &s->b[j];
-            while (*pp != NULL) {
-                struct entry *e = *pp;
-                forget_old_offenses(e, c, now);
-                if (e->block_id == 0 && e->concurrent == 0 && e->noff == 0 && e->rejects == 0 &&
-                    rates_idle(e, c, now)) {
-                    *pp = e->next;
-                    free(e);
-                    s->n--;
-                    freed++;
-                } else {
-                    pp = &e->next;
-                }
-            }
-        }
-        pthread_mutex_unlock(&s->mu);
-    }
-    return freed;
-}
-
-struct status_ctx {
-    struct guard_status *out;
+struct sweep_ctx {
+    struct guard *g;
+    const struct config *c;
+    int64_t now;
+    size_t freed;
 };
 
-static void status_hit(struct entry *e, void *arg)
+static bool sweep_one(struct entry *e, void *arg)
 {
-    struct status_ctx *sc = arg;
-    sc->out->blocked = true;
-    sc->out->block_prefix = e->key;
-    sc->out->block_id = e->block_id;
-    sc->out->block_reason = (enum guard_reason)e->reason;
-    sc->out->block_started = e->block_started;
-    sc->out->block_until = e->block_until;
-    sc->out->state = e->block_until == INT64_MAX ? BLOCK_PERMANENT : BLOCK_ACTIVE;
+    struct sweep_ctx *sc = arg;
+    if (e->b != NULL) {
+        forget_old_offenses(e->b, sc->c, sc->now);
+        blockrec_trim(sc->g, e);
+    }
+    bool idle = e->b == NULL && e->concurrent == 0 && rates_idle(e, sc->c, sc->now);
+    sc->freed += idle;
+    return idle;
+}
+
+size_t guard_sweep(struct guard *g, const struct config *c, int64_t now)
+{
+    struct sweep_ctx sc = {g, c, now, 0};
+    for (size_t i = 0; i < TABLE_SHARDS; i++) {
+        /* One shard at a time: a lookup waits at most one shard's walk. */
+        struct shard *s = &g->t.shards[i];
+        pthread_mutex_lock(&s->mu);
+        table_each(&g->t, s, sweep_one, &sc);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return sc.freed;
 }
 
 void guard_status(struct guard *g, const struct config *c, const struct addr *key,
@@ -771,33 +686,72 @@ void guard_status(struct guard *g, const struct config *c, const struct addr *ke
 {
     memset(out, 0, sizeof *out);
     out->state = BLOCK_EXPIRED;
-    struct status_ctx sc = {out};
-    lookup_block(g, key, now, status_hit, &sc);
-
     uint64_t h;
-    struct shard *s = shard_of(g, key, &h);
+    struct shard *s;
+    struct entry *e;
+    /* The widest block in force: an escalated range shows as such from
+     * any address inside it. */
+    struct addr p;
+    if (gindex_lookup(g->ix, key, now, true, &p, NULL)) {
+        s = table_shard(&g->t, &p, &h);
+        pthread_mutex_lock(&s->mu);
+        e = table_find(s, h, &p);
+        if (e != NULL && entry_blocked(e, now)) {
+            out->blocked = true;
+            out->block_prefix = e->key;
+            out->block_id = e->b->block_id;
+            out->block_reason = (enum guard_reason)e->b->reason;
+            out->block_started = e->b->block_started;
+            out->block_until = e->b->block_until;
+            out->state = e->b->block_until == INT64_MAX ? BLOCK_PERMANENT : BLOCK_ACTIVE;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+
+    s = table_shard(&g->t, key, &h);
     pthread_mutex_lock(&s->mu);
-    struct entry *e = find(s, h, key);
+    e = table_find(s, h, key);
     if (e != NULL) {
         out->auth_failures = rate_estimate(&e->rate[RATE_AUTH], now, c->auth_fail_window_ms);
         out->unauth_attempts = rate_estimate(&e->rate[RATE_UNAUTH], now, c->unauth_window_ms);
         out->connections = rate_estimate(&e->rate[RATE_CONN], now, c->conn_rate_window_ms);
         out->concurrent = e->concurrent;
-        forget_old_offenses(e, c, now);
-        out->offenses = e->noff;
+        if (e->b != NULL) {
+            forget_old_offenses(e->b, c, now);
+            out->offenses = e->b->noff;
+        }
     }
     pthread_mutex_unlock(&s->mu);
 }
 
+struct list_ctx {
+    int64_t now;
+    guard_list_cb cb;
+    void *ctx;
+    struct guard_stats *st;
+};
+
+static bool list_one(struct entry *e, void *arg)
+{
+    struct list_ctx *l = arg;
+    if (entry_blocked(e, l->now)) {
+        if (l->cb != NULL)
+            l->cb(l->ctx, e->b->block_id, &e->key, e->b->block_until);
+        if (l->st != NULL) {
+            l->st->blocks++;
+            l->st->permanent += e->b->block_until == INT64_MAX;
+        }
+    }
+    return false;
+}
+
 void guard_list(struct guard *g, int64_t now, guard_list_cb cb, void *ctx)
 {
-    for (size_t i = 0; i < NSHARDS; i++) {
-        struct shard *s = &g->shards[i];
+    struct list_ctx l = {now, cb, ctx, NULL};
+    for (size_t i = 0; i < TABLE_SHARDS; i++) {
+        struct shard *s = &g->t.shards[i];
         pthread_mutex_lock(&s->mu);
-        for (size_t j = 0; j < s->nb; j++)
-            for (struct entry *e = s->b[j]; e != NULL; e = e->next)
-                if (entry_blocked(e, now))
-                    cb(ctx, e->block_id, &e->key, e->block_until);
+        table_each(&g->t, s, list_one, &l);
         pthread_mutex_unlock(&s->mu);
     }
 }
@@ -806,21 +760,27 @@ void guard_stats(struct guard *g, int64_t now, struct guard_stats *out)
 {
     memset(out, 0, sizeof *out);
     out->entry_size = sizeof(struct entry);
-    for (size_t i = 0; i < NSHARDS; i++) {
-        struct shard *s = &g->shards[i];
+    struct list_ctx l = {now, NULL, NULL, out};
+    for (size_t i = 0; i < TABLE_SHARDS; i++) {
+        struct shard *s = &g->t.shards[i];
         pthread_mutex_lock(&s->mu);
         out->entries += s->n;
-        out->bytes += s->nb * sizeof *s->b;
-        for (size_t j = 0; j < s->nb; j++)
-            for (struct entry *e = s->b[j]; e != NULL; e = e->next)
-                if (entry_blocked(e, now)) {
-                    out->blocks++;
-                    out->permanent += e->block_until == INT64_MAX;
-                }
+        out->bytes += table_shard_bytes(s);
+        table_each(&g->t, s, list_one, &l);
         pthread_mutex_unlock(&s->mu);
     }
-    out->bytes += out->entries * sizeof(struct entry);
-    pthread_mutex_lock(&g->heap_mu);
-    out->bytes += g->heap_cap * sizeof(struct heap_item);
-    pthread_mutex_unlock(&g->heap_mu);
+    out->evictions = atomic_load(&g->t.evictions);
+    out->untracked = atomic_load(&g->t.untracked);
+    out->block_bytes = atomic_load(&g->blockrecs) * sizeof(struct blockrec);
+    struct gindex_stats is;
+    gindex_stats(g->ix, &is);
+    out->index_prefixes = is.live;
+    out->index_bytes = is.bytes;
+    out->bytes += out->block_bytes + out->index_bytes;
+    out->bytes += expheap_bytes(&g->heap);
+}
+
+uint64_t guard_evictions(const struct guard *g)
+{
+    return atomic_load(&((struct guard *)g)->t.evictions);
 }

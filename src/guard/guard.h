@@ -3,9 +3,9 @@
  * each call (so a reload needs no locking here), and nothing here does I/O.
  * The caller records what the guard decides (store) and logs it.
  *
- * The table is sharded by prefix hash, each shard with its own mutex, so the
- * accept-time check is one hash lookup under an uncontended lock per prefix
- * length in use by blocks (normally one or two). */
+ * The counting table is sharded by prefix hash, each shard with its own
+ * mutex, and bounded by max_tracked. The accept-time check does not read it:
+ * blocks in force are also kept in a compact lock-free index (index.h). */
 #ifndef PORTCULLIS_GUARD_H
 #define PORTCULLIS_GUARD_H
 
@@ -21,6 +21,7 @@ enum guard_reason {
     GUARD_UNAUTH_ATTEMPTS,
     GUARD_CONN_RATE,
     GUARD_MANUAL,
+    GUARD_ESCALATED,         /* SPEC §4: many automatic blocks inside one wider prefix */
 };
 const char *guard_reason_name(enum guard_reason r);   /* "auth_failures" ... */
 /* The window and the limit configured for the count of `why` (one of the
@@ -141,10 +142,17 @@ void guard_list(struct guard *g, int64_t now, guard_list_cb cb, void *ctx);
 struct guard_stats {
     size_t entries;              /* tracked prefixes */
     size_t blocks, permanent;    /* in force */
-    size_t bytes;                /* memory of the table */
+    size_t bytes;                /* memory of the table (entries, buckets, index, heap) */
     size_t entry_size;           /* bytes per tracked prefix */
+    uint64_t evictions;          /* entries forgotten to stay within max_tracked */
+    uint64_t untracked;          /* new prefixes not counted: the table was full of more useful ones */
+    size_t index_prefixes;       /* blocked prefixes in the accept-time index */
+    size_t index_bytes;          /* its memory */
+    size_t block_bytes;          /* block and ladder records (blocked or recently blocked prefixes) */
 };
 void guard_stats(struct guard *g, int64_t now, struct guard_stats *out);
+/* Entries forgotten so far to stay within max_tracked (cheap: one load). */
+uint64_t guard_evictions(const struct guard *g);
 
 /* Cluster mode: while a shared store counts for all nodes, this node's
  * own counts do not impose blocks (the store does, via guard_impose); when
@@ -156,6 +164,17 @@ void guard_set_local_decisions(struct guard *g, bool local);
 bool guard_impose(struct guard *g, const struct config *c, const struct addr *key,
                   enum guard_reason why, int64_t first_event, uint32_t events, int64_t now,
                   struct guard_block *made);
+
+/* Escalation (SPEC §4): call after an automatic block on `narrow` was made.
+ * When escalate_count automatic blocks are in force inside the wider
+ * prefix (ipv4_escalate_prefix / ipv6_escalate_prefix) that holds it, and
+ * that prefix is not blocked already, blocks it (reason escalated, its own
+ * ladder) and returns true with the block in *made. */
+bool guard_escalate(struct guard *g, const struct config *c, const struct addr *narrow,
+                    int64_t now, struct guard_block *made);
+/* How many automatic blocks are in force inside `wide` (as counted for
+ * escalation at its length). */
+uint32_t guard_escalation_count(struct guard *g, const struct addr *wide);
 
 
 #endif

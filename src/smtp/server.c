@@ -64,6 +64,12 @@ void server_block_made(struct server *s, const struct guard_block *made, const c
     log_event(LOG_WARN, "block", "ip", ip, "reason", guard_reason_name(b.reason),
               "events", b.events ? events : NULL, "window", window,
               "until", b.expires_at ? until : "permanent", "block", id, "session", session, NULL);
+    /* SPEC §4: enough automatic blocks inside one wider prefix block it too
+     * (its own block, made and recorded like this one). */
+    struct guard_block wide;
+    if (b.reason != GUARD_MANUAL && b.reason != GUARD_ESCALATED &&
+        guard_escalate(s->guard, c, &b.prefix, util_now_ms(), &wide))
+        server_block_made(s, &wide, session);
     config_unref(c);
 }
 
