@@ -110,6 +110,14 @@ static void expired_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_
     log_event(LOG_INFO, "expire", "ip", ip, "block", hex, NULL);
 }
 
+static void lock_expired_cb(void *ctx, const struct account_lock *l)
+{
+    (void)ctx;
+    char hex[17];
+    store_id_format(l->id, hex);
+    log_event(LOG_INFO, "account_expire", "account", l->account, "lock", hex, NULL);
+}
+
 /* SPEC §4: one line when the guard starts forgetting prefixes to stay
  * within max_tracked, one when it has not had to for ten seconds. */
 static void note_evictions(struct server *s, const struct config *c, int64_t now)
@@ -143,11 +151,13 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     struct server *s = arg;
     int64_t now = util_now_ms();
     guard_expire(s->guard, now, expired_cb, s);
+    accounts_expire(s->accounts, now, lock_expired_cb, s);
     struct config *c = server_config(s);
     static int64_t last_sweep, last_prune;
     if (now - last_sweep >= 10000) {
         last_sweep = now;
         guard_sweep(s->guard, c, now);
+        accounts_sweep(s->accounts, c, now);
     }
     note_evictions(s, c, now);
     if (now - last_prune > 3600000) {
@@ -299,6 +309,8 @@ int main(int argc, char **argv)
     int64_t now = util_now_ms();
     if (!store_load(srv.store, now - c->offense_memory_ms, now, install_cb, &srv))
         return fail("cannot load the blocks from the store");
+    if ((srv.accounts = accounts_open(c, c->hostname, err, sizeof err)) == NULL)
+        return fail(err);
     if ((ctl = control_start(&srv, c->control_socket, err, sizeof err)) == NULL)
         return fail(err);
     /* crypt and fsync: enough threads that a slow disk does not hold up
@@ -339,6 +351,7 @@ int main(int argc, char **argv)
     control_stop(ctl);
     server_free(&srv);
     store_close(srv.store);
+    accounts_close(srv.accounts);
     event_free(hup);
     event_free(term);
     event_free(intr);

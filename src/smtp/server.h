@@ -14,6 +14,7 @@
 #include "guard/guard.h"
 #include "base/pool.h"
 #include "store/store.h"
+#include "store/accounts.h"
 #include "smtp/session.h"
 
 struct worker {
@@ -38,6 +39,7 @@ struct server {
 
     struct guard *guard;
     struct store *store;
+    struct accounts *accounts;   /* the repeat and account rules (store/accounts.h) */
     struct deliver *deliver;
     struct pool *pool;
     struct event_base *main_base;

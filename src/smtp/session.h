@@ -15,6 +15,7 @@
 #include "base/pool.h"
 #include "deliver/deliver.h"
 #include "guard/guard.h"
+#include "store/accounts.h"
 
 struct session;
 struct rejected;
@@ -29,7 +30,7 @@ TAILQ_HEAD(rejected_list, rejected);
 struct stats {
     atomic_ulong connections, accepted, rejected_blocked, rejected_concurrency,
         rejected_busy, auth_ok, auth_fail, unauth_mail, messages, delivery_failures,
-        blocks, proxy_errors;
+        blocks, proxy_errors, auth_repeats, auth_locked, account_locks;
 };
 
 /* What the layer above provides. Called on the worker's thread. */
@@ -49,6 +50,7 @@ struct session_env {
     struct guard *guard;
     struct pool *pool;
     struct deliver *deliver;
+    struct accounts *accounts;   /* repeats and account locks */
     struct stats *stats;
     atomic_long *clients;        /* open connections, all kinds */
     atomic_bool *stopping;

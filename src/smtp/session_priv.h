@@ -58,6 +58,7 @@ struct session {
     unsigned errors;
     char helo[256];
     char user[SASL_USER_MAX];
+    uint64_t auth_fp;            /* the AUTH in flight: its fingerprint (store/accounts.h) */
     struct event *timer;         /* failure_delay, then the closing poll */
     int64_t close_by;
     struct tx tx;

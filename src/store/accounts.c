@@ -179,7 +179,8 @@ uint64_t accounts_fingerprint(struct accounts *a, const char *user, const char *
 }
 
 void accounts_failed(struct accounts *a, const struct config *c, const char *user, uint64_t fp,
-                     const struct addr *prefix, int64_t now, struct accounts_failure *out)
+                     bool count_account, const struct addr *prefix, int64_t now,
+                     struct accounts_failure *out)
 {
     memset(out, 0, sizeof *out);
     if (c->repeat_counts_once) {
@@ -194,7 +195,7 @@ void accounts_failed(struct accounts *a, const struct config *c, const char *use
         if (out->repeat)
             return;
     }
-    if (c->account_fail_window_ms == 0)
+    if (c->account_fail_window_ms == 0 || !count_account)
         return;
     char name[ACCOUNT_NAME_MAX];
     if (!account_name_normalise(user, name))

@@ -52,11 +52,13 @@ struct accounts_failure {
 /* The fingerprint of a (user, password) pair, taken when the AUTH comes
  * in, so that the password need not be kept until its verdict. */
 uint64_t accounts_fingerprint(struct accounts *a, const char *user, const char *pass);
-/* A wrong password (fp: its fingerprint). With repeat_counts_once, a repeat
- * counts toward nothing; otherwise it counts toward the account (the caller
+/* A 535 (fp: the pair's fingerprint): a wrong password, or (count_account
+ * false) a try refused by a lock, which counts toward its address only.
+ * With repeat_counts_once, a repeat counts toward nothing (the caller
  * counts the address unless out->repeat). */
 void accounts_failed(struct accounts *a, const struct config *c, const char *user, uint64_t fp,
-                     const struct addr *prefix, int64_t now, struct accounts_failure *out);
+                     bool count_account, const struct addr *prefix, int64_t now,
+                     struct accounts_failure *out);
 /* A successful login: `prefix` is familiar to `user` from now on. */
 void accounts_succeeded(struct accounts *a, const struct config *c, const char *user,
                         const struct addr *prefix, int64_t now);

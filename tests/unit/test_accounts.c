@@ -40,7 +40,7 @@ static struct addr A(const char *s)
 static void failed(struct accounts *a, const struct config *c, const char *user, const char *pass,
                    const struct addr *p, int64_t now, struct accounts_failure *out)
 {
-    accounts_failed(a, c, user, accounts_fingerprint(a, user, pass), p, now, out);
+    accounts_failed(a, c, user, accounts_fingerprint(a, user, pass), true, p, now, out);
 }
 
 static struct accounts *open_node(struct fixture *f, const char *node)
