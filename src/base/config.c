@@ -583,8 +583,9 @@ static int key_line(const char *path, const char *section, const char *key)
     return found;
 }
 
-/* Rules that involve more than one key: names the key at fault. */
-static bool config_check(const struct config *c, const char **sec, const char **key,
+/* Rules that involve more than one key: names the key at fault. Also
+ * parses the HTTP listeners, whose form depends on [tls]. */
+static bool config_check(struct config *c, const char **sec, const char **key,
                          char *msg, size_t len)
 {
     bool has_cert = c->tls_cert[0] != '\0', has_key = c->tls_key[0] != '\0';
@@ -599,6 +600,31 @@ static bool config_check(const struct config *c, const char **sec, const char **
             *key = "listen";
             return snprintf(msg, len, "'%s' needs [tls] cert and key", c->listen[i].text), false;
         }
+    struct {
+        const char *key, *v;
+        struct listen_addr *out;
+    } http[] = {{"http", c->control_http, &c->http_listen},
+                {"public_http", c->public_http, &c->public_listen}};
+    for (size_t i = 0; i < ARRAY_LEN(http); i++) {
+        if (http[i].v[0] == '\0')
+            continue;
+        *sec = "control";
+        *key = http[i].key;
+        /* ADDR:PORT, plain HTTP unless it ends in /tls (HTTPS with the
+         * [tls] certificate). */
+        if (!parse_listen_one(http[i].v, http[i].out) || strstr(http[i].v, "/starttls") != NULL)
+            return snprintf(msg, len, "'%s' is not ADDR:PORT or [V6]:PORT with an optional /tls",
+                            http[i].v), false;
+        if (http[i].out->mode == LISTEN_STARTTLS)
+            http[i].out->mode = LISTEN_PLAIN;
+        if (http[i].out->mode == LISTEN_TLS && !has_cert)
+            return snprintf(msg, len, "'%s' needs [tls] cert and key", http[i].v), false;
+    }
+    if (c->control_http[0] != '\0' && c->http_token_file[0] == '\0') {
+        *sec = "control";
+        *key = "http";
+        return snprintf(msg, len, "needs http_token_file (the API's bearer tokens)"), false;
+    }
     if (c->delivery == DELIVER_RELAY) {
         *sec = "delivery";
         *key = "mode";

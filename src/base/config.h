@@ -125,6 +125,8 @@ struct config {
     char control_http[128];
     char http_token_file[CONFIG_PATH_MAX];
     char public_http[128];
+    /* Both parsed ("" leaves port 0); mode LISTEN_TLS or LISTEN_PLAIN. */
+    struct listen_addr http_listen, public_listen;
 
     /* [log] */
     enum log_level log_level;

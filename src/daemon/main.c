@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include "admin/control.h"
+#include "admin/http.h"
 #include "deliver/deliver.h"
 #include "base/log.h"
 #include "smtp/server.h"
@@ -23,6 +24,7 @@
 
 static struct server srv;
 static struct control *ctl;
+static struct http *http;
 static struct event *stop_timer;
 static int64_t stop_deadline;
 
@@ -51,8 +53,9 @@ static void warn_demo(const struct config *c, const struct auth *a)
                       "hint", "the demo users file is in use on a non-loopback address: replace it", NULL);
 }
 
-/* SIGHUP and the "reload" request. Returns false (and logs) when the new
- * configuration or users file is refused. */
+/* SIGHUP, and the control requests "reload" (handed in as admin.reload).
+ * Returns false (and logs) when the new configuration or users file is
+ * refused. */
 static bool daemon_reload(struct server *s, char *err, size_t errlen)
 {
     pthread_mutex_lock(&s->mu);
@@ -87,6 +90,7 @@ static bool daemon_reload(struct server *s, char *err, size_t errlen)
         memcmp(oldc->resolver, c->resolver, sizeof c->resolver) != 0)
         log_event(LOG_WARN, "reload_partial", "hint", "resolver changes at restart", NULL);
     log_configure(c->log_level, c->log_format);
+    atomic_fetch_add(&s->stats.reloads, 1);
     char n[16];
     snprintf(n, sizeof n, "%zu", u->ops->count ? u->ops->count(u) : 0);
     log_event(LOG_INFO, "reload", "config", c->path, "users", n, NULL);
@@ -264,7 +268,11 @@ int main(int argc, char **argv)
     if (check) {
         struct auth *u = auth_open(c, err, sizeof err);
         SSL_CTX *t = u && c->tls_cert[0] ? tls_ctx_new(c, err, sizeof err) : NULL;
-        bool ok = u != NULL && (c->tls_cert[0] == '\0' || t != NULL);
+        struct httpreq_tokens *tok = malloc(sizeof *tok);
+        bool ok = u != NULL && (c->tls_cert[0] == '\0' || t != NULL) && tok != NULL &&
+                  (c->control_http[0] == '\0' ||
+                   http_tokens_load(c->http_token_file, tok, err, sizeof err));
+        free(tok);
         if (!ok)
             fprintf(stderr, "portcullisd: %s\n", err);
         else
@@ -296,6 +304,9 @@ int main(int argc, char **argv)
             return fail(err);
     if (!server_bind(&srv, err, sizeof err))
         return fail(err);
+    struct admin admin = {&srv, daemon_reload};
+    if (!http_open(&admin, c, &http, err, sizeof err))
+        return fail(err);
     if (!drop_privileges(c->user, err, sizeof err))
         return fail(err);
     /* A backend not built in yet: Maildir, as before the key existed. */
@@ -311,7 +322,7 @@ int main(int argc, char **argv)
         return fail("cannot load the blocks from the store");
     if ((srv.accounts = accounts_open(c, c->hostname, err, sizeof err)) == NULL)
         return fail(err);
-    if ((ctl = control_start(&srv, c->control_socket, err, sizeof err)) == NULL)
+    if ((ctl = control_start(&admin, c->control_socket, err, sizeof err)) == NULL)
         return fail(err);
     /* crypt and fsync: enough threads that a slow disk does not hold up
      * password checks, few enough to leave the cores to the workers. */
@@ -329,12 +340,9 @@ int main(int argc, char **argv)
 
     if (!server_start(&srv))
         return fail("cannot start the worker threads");
+    if (!http_run(http, err, sizeof err))
+        return fail(err);
     warn_demo(c, srv.auth);
-    /* Accepted keys whose features are still to come: say so once, loudly,
-     * rather than let an administrator believe they work. */
-    if (c->control_http[0] != '\0')
-        log_event(LOG_WARN, "not_implemented", "key", "[control] http",
-                  "effect", "no HTTP admin API is served; use portcullisctl", NULL);
     char workers[16], blocks[16];
     struct guard_stats gs;
     guard_stats(srv.guard, now, &gs);
@@ -346,6 +354,8 @@ int main(int argc, char **argv)
               "blocks", blocks, "config", c->path, NULL);
 
     event_base_dispatch(srv.main_base);
+
+    http_stop(http);
 
     server_join(&srv);
     control_stop(ctl);

@@ -81,6 +81,7 @@ static void cmd_mail(struct session *s, const char *arg)
         return;
     }
     if (t->mail.has_size && t->mail.size > (uint64_t)s->cfg->max_message_size) {
+        atomic_fetch_add(&s->env->stats->messages_refused, 1);
         reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
         return;
     }
@@ -199,6 +200,7 @@ static void data_done(void *arg, const struct deliver_reply *r)
     }
     if (!wake(s))
         return;
+    stats_delivery_time(s->env->stats, util_mono_ms() - t->end_started);
     if (r->status == DELIVER_OK)
         reply(s, "250 2.0.0 Ok: queued as %s", t->id);
     else
@@ -214,6 +216,7 @@ static void data_end(struct session *s)
     const char *refused = NULL;
     switch (s->tx.data.error) {
     case SMTP_DATA_TOO_BIG:
+        atomic_fetch_add(&s->env->stats->messages_refused, 1);
         refused = "552 5.3.4 Message size exceeds fixed maximum message size";
         break;
     case SMTP_DATA_LINE_TOO_LONG:
@@ -235,6 +238,7 @@ static void data_end(struct session *s)
     s->held = false;
     s->busy = true;
     s->calling = true;
+    s->tx.end_started = util_mono_ms();
     s->env->deliver->ops->end(dtx, data_done, s);
     s->calling = false;
 }

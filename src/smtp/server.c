@@ -46,7 +46,7 @@ void server_block_made(struct server *s, const struct guard_block *made, const c
     struct guard_block b = *made;
     util_strlcpy(b.node, c->hostname, sizeof b.node);
     store_put(s->store, &b);
-    atomic_fetch_add(&s->stats.blocks, 1);
+    stats_block(&s->stats, b.reason);
     char ip[ADDR_STRLEN], events[16], first[UTIL_RFC3339_LEN], last[UTIL_RFC3339_LEN],
         until[UTIL_RFC3339_LEN], id[17];
     addr_format(&b.prefix, true, ip);

@@ -408,8 +408,10 @@ void on_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct session *s = arg;
-    if (what & BEV_EVENT_CONNECTED)
+    if (what & BEV_EVENT_CONNECTED) {
+        atomic_fetch_add(&s->env->stats->tls_sessions, 1);
         return;   /* TLS handshake done */
+    }
     if ((what & BEV_EVENT_TIMEOUT) && !s->closing && s->state != ST_PROXY) {
         reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
         log_event(LOG_INFO, "timeout", "ip", s->ip, "session", s->sid, NULL);

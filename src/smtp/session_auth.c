@@ -218,6 +218,7 @@ static void auth_done(void *arg, enum auth_result r)
         return;
     }
     if (r == AUTH_TEMPFAIL) {
+        atomic_fetch_add(&s->env->stats->auth_tempfail, 1);
         s->user[0] = '\0';
         reply(s, "454 4.7.0 Temporary authentication failure");
         carry_on(s);

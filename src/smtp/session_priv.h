@@ -32,6 +32,7 @@ struct tx {
     size_t nrcpt;                /* recipients the backend took */
     struct smtp_data data;
     struct deliver_tx *dtx;      /* the backend's side, until end or abort */
+    int64_t end_started;         /* util_mono_ms() at the end of DATA: the latency histogram */
 };
 
 struct session {

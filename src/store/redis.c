@@ -914,6 +914,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
 
 static void set_up(struct redis_store *r, bool up)
 {
+    atomic_store(&r->base.down, !up);
     if (atomic_exchange(&r->up, up) == up)
         return;
     if (r->hooks.shared)

@@ -148,9 +148,11 @@ static void *writer_main(void *arg)
                 log_event(LOG_ERROR, "store_error", "backend", "sqlite", "error",
                           sqlite3_errmsg(s->wdb), NULL);
             s->failing = true;
+            atomic_store(&s->base.down, true);
             sqlite3_exec(s->wdb, "ROLLBACK", NULL, NULL, NULL);
         } else if (s->failing) {
             s->failing = false;
+            atomic_store(&s->base.down, false);
             log_event(LOG_INFO, "store_ok", "backend", "sqlite", NULL);
         }
 

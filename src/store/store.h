@@ -7,6 +7,7 @@
 #ifndef PORTCULLIS_STORE_H
 #define PORTCULLIS_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include "base/config.h"
 #include "guard/guard.h"
@@ -62,6 +63,9 @@ struct store_hooks {
 
 struct store {
     const struct store_ops *ops;
+    /* Writes are failing (SQLite) or the shared store is away (Redis):
+     * /metrics' portcullis_store_up. */
+    atomic_bool down;
 };
 
 /* A backend: one file and one row of the table in store.c. */

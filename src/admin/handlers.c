@@ -1,0 +1,347 @@
+#include "admin/handlers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/log.h"
+#include "base/util.h"
+
+/* ---- JSON of the records --------------------------------------------- */
+
+static json_t *time_or_null(int64_t ms)
+{
+    if (ms == 0)
+        return json_null();
+    char t[UTIL_RFC3339_LEN];
+    util_rfc3339(ms, t);
+    return json_string(t);
+}
+
+static json_t *str_or_null(const char *s)
+{
+    if (s[0] == '\0')
+        return json_null();
+    json_t *v = json_string(s);
+    /* Not UTF-8 (a record written by something else): say so rather than
+     * drop the key. */
+    return v != NULL ? v : json_string("(not valid UTF-8)");
+}
+
+static json_t *block_json(const struct guard_block *b, int64_t now)
+{
+    char prefix[ADDR_STRLEN], id[17];
+    addr_format(&b->prefix, true, prefix);
+    store_id_format(b->id, id);
+    enum block_state st = b->state;
+    /* Ran out but the expiry is not recorded yet: say what is true. */
+    if (st == BLOCK_ACTIVE && b->expires_at != 0 && b->expires_at <= now)
+        st = BLOCK_EXPIRED;
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "address", json_string(prefix));
+    json_object_set_new(o, "state", json_string(block_state_name(st)));
+    json_object_set_new(o, "reason", json_string(guard_reason_name(b->reason)));
+    json_object_set_new(o, "started_at", time_or_null(b->started_at));
+    json_object_set_new(o, "expires_at", time_or_null(b->expires_at));
+    json_object_set_new(o, "lifted_at", time_or_null(b->lifted_at));
+    json_object_set_new(o, "lifted_by", str_or_null(b->lifted_by));
+    json_object_set_new(o, "lift_reason", str_or_null(b->lift_reason));
+    json_object_set_new(o, "first_event_at", time_or_null(b->first_event_at));
+    json_object_set_new(o, "last_event_at", time_or_null(b->last_event_at));
+    json_object_set_new(o, "events", json_integer(b->events));
+    json_object_set_new(o, "node", str_or_null(b->node));
+    json_object_set_new(o, "note", str_or_null(b->note));
+    return o;
+}
+
+/* A record the store should have; if it lacks it (a write failed, Redis
+ * is away), what the guard holds in memory still answers. */
+static json_t *block_by_id(struct server *s, uint64_t id, const struct addr *prefix,
+                           bool permanent, int64_t now)
+{
+    struct guard_block b;
+    if (s->store->ops->get(s->store, id, &b))
+        return block_json(&b, now);
+    struct guard_status gs;
+    struct config *c = server_config(s);
+    guard_status(s->guard, c, prefix, now, &gs);
+    config_unref(c);
+    memset(&b, 0, sizeof b);
+    b.id = id;
+    b.prefix = *prefix;
+    b.state = permanent ? BLOCK_PERMANENT : BLOCK_ACTIVE;
+    if (gs.blocked && gs.block_id == id) {
+        b.reason = gs.block_reason;
+        b.started_at = gs.block_started;
+        b.expires_at = gs.block_until == INT64_MAX ? 0 : gs.block_until;
+    }
+    util_strlcpy(b.node, "(not in the store)", sizeof b.node);
+    return block_json(&b, now);
+}
+
+/* ---- requests -------------------------------------------------------- */
+
+/* One request, checked by ctlreq_parse(); what is left to go wrong here
+ * needs the server (the store, the guard, a reload). */
+struct req {
+    const struct admin *a;
+    struct server *srv;
+    struct config *cfg;
+    const struct ctlreq *q;
+    struct admin_answer *out;
+    int64_t now;
+};
+
+/* Returns NULL, the handlers' way to fail. */
+static json_t *fail(struct req *r, enum admin_fail how, const char *why)
+{
+    r->out->fail = how;
+    util_strlcpy(r->out->err, why, sizeof r->out->err);
+    return NULL;
+}
+
+static struct addr req_prefix(const struct req *r)
+{
+    return ctlreq_prefix(r->q, r->cfg->ipv4_prefix, r->cfg->ipv6_prefix);
+}
+
+static void newest_cb(void *ctx, const struct guard_block *b)
+{
+    *(struct guard_block *)ctx = *b;
+}
+
+static json_t *do_status(struct req *r)
+{
+    struct addr p = req_prefix(r);
+    struct guard_status gs;
+    guard_status(r->srv->guard, r->cfg, &p, r->now, &gs);
+    struct store *st = r->srv->store;
+    uint32_t sum[3];
+    /* In a cluster the counts that matter are the sums over all nodes;
+     * `concurrent` stays this node's own. */
+    if (st->ops->counters != NULL && st->ops->counters(st, r->cfg, &p, sum)) {
+        gs.auth_failures = sum[0];
+        gs.unauth_attempts = sum[1];
+        gs.connections = sum[2];
+    }
+    char prefix[ADDR_STRLEN];
+    addr_format(&p, true, prefix);
+    json_t *o = json_object();
+    json_object_set_new(o, "address", json_string(r->q->ip));
+    json_object_set_new(o, "prefix", json_string(prefix));
+    json_object_set_new(o, "state", json_string(!gs.blocked ? "clear"
+                                               : gs.state == BLOCK_PERMANENT ? "permanent" : "blocked"));
+    json_object_set_new(o, "block", gs.blocked ? block_by_id(r->srv, gs.block_id, &gs.block_prefix,
+                                                             gs.state == BLOCK_PERMANENT, r->now)
+                                               : json_null());
+    struct guard_block last;
+    memset(&last, 0, sizeof last);
+    r->srv->store->ops->history(r->srv->store, &p, 1, newest_cb, &last);
+    json_object_set_new(o, "last_block", last.id ? block_json(&last, r->now) : json_null());
+    json_t *c = json_object();
+    json_object_set_new(c, "auth_failures", json_integer(gs.auth_failures));
+    json_object_set_new(c, "unauth_attempts", json_integer(gs.unauth_attempts));
+    json_object_set_new(c, "connections", json_integer(gs.connections));
+    json_object_set_new(c, "concurrent", json_integer(gs.concurrent));
+    json_object_set_new(o, "counters", c);
+    json_object_set_new(o, "offenses", json_integer(gs.offenses));
+    return o;
+}
+
+struct history_ctx {
+    json_t *arr;
+    int64_t now;
+};
+
+static void history_cb(void *ctx, const struct guard_block *b)
+{
+    struct history_ctx *h = ctx;
+    json_array_append_new(h->arr, block_json(b, h->now));
+}
+
+static json_t *do_history(struct req *r)
+{
+    struct addr p = req_prefix(r);
+    char prefix[ADDR_STRLEN];
+    addr_format(&p, true, prefix);
+    struct history_ctx h = {json_array(), r->now};
+    if (!r->srv->store->ops->history(r->srv->store, &p, 0, history_cb, &h)) {
+        json_decref(h.arr);
+        return fail(r, ADMIN_FAILED, "the store could not be read");
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "prefix", json_string(prefix));
+    json_object_set_new(o, "blocks", h.arr);
+    return o;
+}
+
+struct list_item {
+    uint64_t id;
+    struct addr prefix;
+    int64_t until;
+};
+
+struct list_ctx {
+    struct list_item *v;
+    size_t n, cap;
+    enum ctlreq_filter filter;
+};
+
+static void list_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_t until)
+{
+    struct list_ctx *l = ctx;
+    bool perm = until == INT64_MAX;
+    if ((l->filter == CTLREQ_PERMANENT && !perm) || (l->filter == CTLREQ_TEMPORARY && perm))
+        return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct list_item *v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL)
+            return;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (struct list_item){id, *prefix, until};
+}
+
+static json_t *do_list(struct req *r)
+{
+    struct list_ctx l = {NULL, 0, 0, r->q->filter};
+    guard_list(r->srv->guard, r->now, list_cb, &l);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.n; i++)
+        json_array_append_new(arr, block_by_id(r->srv, l.v[i].id, &l.v[i].prefix,
+                                               l.v[i].until == INT64_MAX, r->now));
+    free(l.v);
+    json_t *o = json_object();
+    json_object_set_new(o, "blocks", arr);
+    return o;
+}
+
+static void log_block_change(const char *event, const struct guard_block *b, const char *by,
+                             const char *why)
+{
+    char ip[ADDR_STRLEN], id[17], until[UTIL_RFC3339_LEN];
+    addr_format(&b->prefix, true, ip);
+    store_id_format(b->id, id);
+    if (b->expires_at)
+        util_rfc3339(b->expires_at, until);
+    log_event(LOG_WARN, event, "ip", ip, "reason", strcmp(event, "block") == 0 ? "manual" : NULL,
+              "note", why, "by", by, "block", id,
+              "until", strcmp(event, "block") != 0 ? NULL : b->expires_at ? until : "permanent",
+              NULL);
+}
+
+static json_t *do_block(struct req *r)
+{
+    struct addr p = req_prefix(r);
+    const char *by = r->q->by, *why = r->q->reason;
+    struct guard_block made, old;
+    bool had_old;
+    guard_block_manual(r->srv->guard, &p, r->q->duration_ms, r->now, &made, &old, &had_old);
+    if (made.id == 0)
+        return fail(r, ADMIN_FAILED, "out of memory");
+    struct store *st = r->srv->store;
+    if (had_old)
+        store_lift(st, old.id, r->now, by, "replaced by a manual block");
+    util_strlcpy(made.node, r->cfg->hostname, sizeof made.node);
+    util_strlcpy(made.note, why, sizeof made.note);
+    store_put(st, &made);
+    stats_block(&r->srv->stats, GUARD_MANUAL);
+    log_block_change("block", &made, by, why);
+    struct guard_block stored;
+    return block_json(st->ops->get(st, made.id, &stored) ? &stored : &made, r->now);
+}
+
+static json_t *do_unblock(struct req *r)
+{
+    struct addr p = req_prefix(r);
+    const char *by = r->q->by, *why = r->q->reason;
+    uint64_t id;
+    bool lifted = guard_unblock(r->srv->guard, &p, r->now, &id);
+    if (!lifted) {
+        /* The address may be under a wider block (a manual /24). */
+        struct guard_status gs;
+        guard_status(r->srv->guard, r->cfg, &p, r->now, &gs);
+        if (gs.blocked) {
+            p = gs.block_prefix;
+            lifted = guard_unblock(r->srv->guard, &p, r->now, &id);
+        }
+    }
+    if (!lifted)
+        return fail(r, ADMIN_NOT_FOUND, "not blocked");
+    struct store *st = r->srv->store;
+    store_lift(st, id, r->now, by, why);
+    struct guard_block b = {.id = id, .prefix = p};
+    log_block_change("unblock", &b, by, why);
+    return block_by_id(r->srv, id, &p, false, r->now);
+}
+
+static json_t *do_stats(struct req *r)
+{
+    struct stats *s = &r->srv->stats;
+    struct guard_stats gs;
+    guard_stats(r->srv->guard, r->now, &gs);
+    json_t *o = json_object();
+#define STAT(name) json_object_set_new(o, #name, json_integer((json_int_t)atomic_load(&s->name)))
+    STAT(connections);
+    STAT(accepted);
+    STAT(rejected_blocked);
+    STAT(rejected_concurrency);
+    STAT(rejected_busy);
+    STAT(auth_ok);
+    STAT(auth_fail);
+    STAT(unauth_mail);
+    STAT(messages);
+    STAT(delivery_failures);
+    STAT(blocks);
+    STAT(proxy_errors);
+#undef STAT
+    json_object_set_new(o, "open_connections", json_integer(atomic_load(&r->srv->clients)));
+    json_object_set_new(o, "active_blocks", json_integer((json_int_t)gs.blocks));
+    json_object_set_new(o, "permanent_blocks", json_integer((json_int_t)gs.permanent));
+    json_object_set_new(o, "tracked_prefixes", json_integer((json_int_t)gs.entries));
+    json_object_set_new(o, "guard_bytes", json_integer((json_int_t)gs.bytes));
+    json_object_set_new(o, "bytes_per_prefix", json_integer((json_int_t)gs.entry_size));
+    json_object_set_new(o, "evictions", json_integer((json_int_t)gs.evictions));
+    json_object_set_new(o, "untracked", json_integer((json_int_t)gs.untracked));
+    json_object_set_new(o, "index_prefixes", json_integer((json_int_t)gs.index_prefixes));
+    json_object_set_new(o, "index_bytes", json_integer((json_int_t)gs.index_bytes));
+    json_object_set_new(o, "uptime_s", json_integer((r->now - r->srv->started_at) / 1000));
+    return o;
+}
+
+static json_t *do_reload(struct req *r)
+{
+    char err[CTLREQ_ERR_MAX];
+    if (r->a->reload == NULL || !r->a->reload(r->srv, err, sizeof err))
+        return fail(r, ADMIN_FAILED, r->a->reload ? err : "reload is not possible here");
+    return json_object();
+}
+
+static json_t *(*const commands[CTLREQ_NCMD])(struct req *r) = {
+    [CTLREQ_STATUS] = do_status, [CTLREQ_HISTORY] = do_history, [CTLREQ_LIST] = do_list,
+    [CTLREQ_BLOCK] = do_block, [CTLREQ_UNBLOCK] = do_unblock, [CTLREQ_STATS] = do_stats,
+    [CTLREQ_RELOAD] = do_reload,
+};
+
+void admin_run(const struct admin *a, const struct ctlreq *q, struct admin_answer *out)
+{
+    memset(out, 0, sizeof *out);
+    struct req r = {.a = a, .srv = a->srv, .q = q, .out = out, .now = util_now_ms()};
+    r.cfg = server_config(a->srv);
+    out->result = commands[q->cmd](&r);
+    config_unref(r.cfg);
+    if (out->result == NULL && out->fail == ADMIN_OK)
+        fail(&r, ADMIN_FAILED, "failed");
+}
+
+char *admin_line(const struct admin *a, const char *line, size_t len)
+{
+    struct ctlreq q;
+    struct admin_answer ans;
+    if (!ctlreq_parse(line, len, &q, ans.err))
+        return ctlreq_reply(NULL, ans.err);
+    admin_run(a, &q, &ans);
+    return ctlreq_reply(ans.result, ans.err);
+}
