@@ -35,7 +35,7 @@ BLOCK_KEYS = {
     "address", "state", "reason", "started_at", "expires_at", "lifted_at",
     "lifted_by", "lift_reason", "first_event_at", "last_event_at", "events", "node",
 }
-STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses"}
+STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses", "repeats"}
 COUNTER_KEYS = {"auth_failures", "unauth_attempts", "connections", "concurrent"}
 
 _REPLY_LINE = re.compile(rb"^(\d{3})([ -])(.*)$")
