@@ -91,7 +91,7 @@ def test_100000_account_names_keep_memory_flat(start_daemon):
     users = {"alice@example.test": "alice-secret"}
     d = start_daemon(users={}, guard={"max_accounts": str(CAP), "auth_fail_limit": "1000000",
                                       "account_fail_limit": "3"},
-                     log={"level": "warn"})
+                     log={"level": "info"})
     d.users_path.write_text("".join(f"{u}:{cheap_hash(p)}\n" for u, p in users.items()))
     d.reload()
 
