@@ -15,6 +15,7 @@ multiply theirs by T, as conftest's wait_for() and Daemon.wait_log() do.
 
 import base64
 import functools
+import itertools
 import os
 import re
 import socket
@@ -27,6 +28,7 @@ T = 3 if SANITIZED else 1
 
 ALICE = ("alice@example.test", "alice-secret")
 WRONG_PASSWORD = "Wr0ng-Passw0rd-xyzzy"
+_guesses = itertools.count(1)
 
 # What the daemon says to a blocked client, and the shapes of `portcullisctl
 # --json` (SPEC §3, §5): one copy for the guard and the cluster tests.
@@ -260,8 +262,10 @@ class Client:
         return self.cmd("AUTH PLAIN " + plain_b64(user, password))
 
     def auth_fail(self, user=ALICE[0]):
-        """A wrong password for `user`; asserts the 535 5.7.8."""
-        r = self.auth_plain(user, WRONG_PASSWORD)
+        """A wrong password for `user`, a new one each time (a guesser: the
+        same wrong password again is a repeat, which counts once); asserts
+        the 535 5.7.8."""
+        r = self.auth_plain(user, f"{WRONG_PASSWORD}-{next(_guesses)}")
         assert r.line.startswith("535 5.7.8"), f"a wrong password got {r!r}, not 535 5.7.8"
         return r
 

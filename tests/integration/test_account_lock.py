@@ -157,3 +157,29 @@ def test_account_locks_off(start_daemon):
     doc = account(d)
     assert doc["state"] == "clear", doc
     assert auth(d, STRANGER, *ALICE).code == 235
+
+
+def test_http_account_and_unlock(start_daemon, tmp_path):
+    from httputil import get, metrics, m, post, start_http_daemon
+    d = start_http_daemon(start_daemon, tmp_path, guard=ACCOUNT)
+    lock_alice(d)
+    r = get(d, "/api/v1/account?name=Alice%40example.test")
+    assert r.status == 200, r.body
+    doc = r.json()
+    assert doc == account(d), "the API's document is portcullisctl's"
+    assert doc["state"] == "locked"
+    assert m(metrics(d)[0], "portcullis_account_locks_active") == 1
+    # bad input
+    assert get(d, "/api/v1/account").status == 400
+    assert post(d, "/api/v1/unlock", {"ip": "127.0.0.1"}).status == 400
+    assert get(d, "/api/v1/unlock?name=x").status == 405
+    # the lift, recorded with the token's name
+    r = post(d, "/api/v1/unlock", {"name": ALICE[0], "reason": "ticket 99"})
+    assert r.status == 200, r.body
+    lock = r.json()["lock"]
+    check_lock_shape(lock)
+    assert lock["state"] == "lifted" and lock["lifted_by"] == "desk", lock
+    assert lock["lift_reason"] == "ticket 99", lock
+    assert m(metrics(d)[0], "portcullis_account_locks_active") == 0
+    # nothing in force now
+    assert post(d, "/api/v1/unlock", {"name": ALICE[0]}).status == 404
