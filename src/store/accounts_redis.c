@@ -183,13 +183,17 @@ static const char lua_history[] =
 
 static void lost(struct acc_redis *r, const char *why)
 {
+    /* `why` may be the context's own text: copied before it goes. */
+    char text[128];
+    util_strlcpy(text, why, sizeof text);
     if (r->rc != NULL) {
         redisFree(r->rc);
         r->rc = NULL;
     }
     r->rest_until = util_mono_ms() + REST_MS;
     if (!r->down_logged)
-        log_event(LOG_WARN, "redis_down", "part", "accounts", "error", why, NULL);
+        log_event(LOG_WARN, "account_store_down", "backend", "redis", "error", text,
+                  "effect", "accounts counted and locked locally", NULL);
     r->down_logged = true;
 }
 
@@ -234,7 +238,7 @@ static bool connected(struct acc_redis *r)
         }
     }
     if (r->down_logged)
-        log_event(LOG_INFO, "redis_up", "part", "accounts", NULL);
+        log_event(LOG_INFO, "account_store_up", "backend", "redis", NULL);
     r->down_logged = false;
     return true;
 }
