@@ -17,12 +17,12 @@ case "$secs" in ''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root" || exit 2
 
-all="smtp_command smtp_data sasl proxy addr config control"
+all="smtp_command smtp_data sasl proxy addr config control httpreq"
 targets=${FUZZ_TARGETS:-$all}
 cc=${CC:-clang}
 bin=build-fuzz
 out=fuzz/out
-srcs="base/util base/addr base/config proto/smtp_parse proto/smtp_data proto/sasl proto/proxy admin/ctlreq"
+srcs="base/util base/addr base/config proto/smtp_parse proto/smtp_data proto/sasl proto/proxy admin/ctlreq admin/httpreq admin/selfserve"
 cflags="-std=c11 -D_GNU_SOURCE -I src -I fuzz -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all"
 libs="-linih -lcrypto -ljansson -lpthread"
 
@@ -41,6 +41,7 @@ max_len() {
         addr)         echo 256 ;;
         config)       echo 4096 ;;
         control)      echo 4096 ;;
+        httpreq)      echo 8192 ;;
         *)            echo 4096 ;;
     esac
 }

@@ -8,8 +8,10 @@ for want in "$@"; do
     build) pkgs="$pkgs gcc pkg-config meson ninja-build libevent-dev libssl-dev libsqlite3-dev
                  libhiredis-dev libcrypt-dev libinih-dev libjansson-dev libcmocka-dev openssl" ;;
     # swaks needs its Recommends for STARTTLS and IPv6 (installs skip them).
+    # prometheus: promtool checks /metrics; chromium, its driver and selenium
+    # drive the web console headless.
     test)  pkgs="$pkgs python3 python3-pytest python3-dnspython swaks libnet-ssleay-perl libio-socket-inet6-perl
-                 redis-server redis-tools sqlite3 procps" ;;
+                 redis-server redis-tools sqlite3 procps prometheus chromium chromium-driver python3-selenium curl" ;;
     bench) pkgs="$pkgs postfix dovecot-core procps" ;;
     fuzz)  pkgs="$pkgs clang libclang-rt-14-dev" ;;
     *) echo "deps.sh: unknown set '$want'" >&2; exit 2 ;;

@@ -67,6 +67,7 @@ function ago(t) {
   s = Math.abs(s);
   const parts = s < 90 ? [s, "s"] : s < 5400 ? [Math.round(s / 60), "min"]
               : s < 172800 ? [Math.round(s / 3600), "h"] : [Math.round(s / 86400), "days"];
+  if (s < 10) return "just now";
   const span = parts[0] + " " + parts[1];
   return future ? "in " + span : span + " ago";
 }
@@ -140,7 +141,19 @@ let current = null;   // the address shown
 
 function fact(dl, name, value) {
   if (value === null || value === undefined || value === "") return;
-  dl.append(el("dt", null, name), el("dd", null, value));
+  const dd = el("dd");
+  if (value instanceof Node) dd.append(value); else dd.textContent = String(value);
+  dl.append(el("dt", null, name), dd);
+}
+
+function chips(items) {
+  const box = el("div", "chips");
+  for (const [n, what] of items) {
+    const c = el("span", n > 0 ? "chip hot" : "chip");
+    c.append(el("b", null, n), document.createTextNode(" " + what));
+    box.append(c);
+  }
+  return box;
 }
 
 function summary(st) {
@@ -180,13 +193,16 @@ function showStatus(st) {
     fact(dl, "Last window", windowText(last) || utc(last.started_at));
   }
   const c = st.counters || {};
-  fact(dl, "Counters now", (c.auth_failures || 0) + " failed logins · " + (c.unauth_attempts || 0) +
-       " unauthenticated attempts · " + (c.connections || 0) + " connections · " + (c.concurrent || 0) + " open now");
+  fact(dl, "Counters now", chips([[c.auth_failures || 0, "failed logins"],
+                                  [c.unauth_attempts || 0, "sends without login"],
+                                  [c.connections || 0, "connections"],
+                                  [c.concurrent || 0, "open now"]]));
   fact(dl, "Blocks lately", String(st.offenses || 0) + " within the offense memory");
   if (st.repeats) fact(dl, "Repeated failures", st.repeats + " of the failures were the same wrong password repeated — " +
                        "typically a stale password in a mail program or contact form (counted once, never a block by themselves)");
 
   $("lift-form").hidden = st.state === "clear";
+  $("block-box").open = st.state === "clear";
 }
 
 function historyItem(b) {
@@ -302,7 +318,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("lift-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const reason = $("lift-reason").value.trim();
-    act(ev.submitter || $("lift-form").querySelector("button"), "/api/v1/unblock", { ip: current, reason },
+    act($("lift-form").querySelector("button"), "/api/v1/unblock", { ip: current, reason },
         (b) => "Lifted. " + (b && b.address ? b.address : current) + " may send again.");
     $("lift-reason").value = "";
   });
@@ -310,7 +326,7 @@ document.addEventListener("DOMContentLoaded", () => {
     ev.preventDefault();
     const d = $("block-for").value, reason = $("block-reason").value.trim();
     const body = d === "permanent" ? { ip: current, permanent: true, reason } : { ip: current, for: d, reason };
-    act(ev.submitter || $("block-form").querySelector("button"), "/api/v1/block", body,
+    act($("block-form").querySelector("button"), "/api/v1/block", body,
         (b) => "Blocked " + (b && b.address ? b.address : current) + (d === "permanent" ? " for good." : " until " + utc(b && b.expires_at) + "."));
     $("block-reason").value = "";
   });

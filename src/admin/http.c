@@ -92,11 +92,17 @@ static void send_error(struct evhttp_request *req, int code, const char *why)
     if (code == 401)
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
                           "Bearer realm=\"portcullis\"");
-    if (code == 405)
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-                          why[0] == 'u' ? "POST" : "GET");
     send_body(req, code, "application/json", out ? out : "{}", out ? strlen(out) : 2);
     free(out);
+}
+
+/* 405, saying which method the path takes. */
+static void send_not_allowed(struct evhttp_request *req, const char *allow)
+{
+    char why[64];
+    snprintf(why, sizeof why, "use %s", allow);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    send_error(req, 405, why);
 }
 
 /* ---- work handed to the main loop ------------------------------------ */
@@ -283,7 +289,7 @@ static void api_request(struct http *h, struct evhttp_request *req, const char *
         return;
     }
     if (routes[i].post ? m != EVHTTP_REQ_POST : m != EVHTTP_REQ_GET) {
-        send_error(req, 405, routes[i].post ? "use POST" : "use GET");
+        send_not_allowed(req, routes[i].post ? "POST" : "GET");
         return;
     }
     struct ctlreq q;
@@ -356,7 +362,7 @@ static void on_api(struct evhttp_request *req, void *arg)
         return;
     }
     if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
-        send_error(req, 405, "use GET");
+        send_not_allowed(req, "GET");
         return;
     }
     if (is(path, "/metrics")) {
@@ -719,6 +725,8 @@ void http_stop(struct http *h)
     if (h->running) {
         event_base_loopbreak(h->base);
         pthread_join(h->thread, NULL);
+        /* Answers the main loop finished meanwhile go out (and free their jobs). */
+        event_base_loop(h->base, EVLOOP_NONBLOCK);
     }
     listener_close(&h->api);
     listener_close(&h->pub);

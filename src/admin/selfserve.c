@@ -242,8 +242,9 @@ static void render_html(FILE *o, const struct facts *f)
         esc(o, habits[i]);
         fputs("</li>\n", o);
     }
-    fputs("</ul><p><small>From a server: <code>curl -s 'URL?format=text'</code> or "
-          "<code>?format=json</code>.</small></p></section>\n</main></body></html>\n", o);
+    fputs("</ul><p><small>From a server, with curl: add <code>?format=text</code> or "
+          "<code>?format=json</code> to this page's address.</small></p></section>\n"
+          "</main></body></html>\n", o);
 }
 
 char *selfserve_render(const json_t *status, enum selfserve_format f, size_t *len,

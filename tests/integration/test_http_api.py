@@ -168,6 +168,8 @@ def test_bad_requests(d, method, path, body, status, words):
     assert r.headers["content-type"] == "application/json"
     err = r.json()["error"]
     assert words.lower() in err.lower(), err
+    if status == 405:
+        assert r.headers["allow"] == words
     # nothing was blocked by any of it
     assert get(d, "/api/v1/blocks").json() == {"blocks": []}
 
@@ -248,3 +250,52 @@ def test_slowloris_and_garbage_connections(d):
             s.close()
     assert d.running()
     assert get(d, "/api/v1/stats").status == 200
+
+
+def test_https_with_the_tls_certificate(start_daemon, tmp_path):
+    import http.client
+    from smtputil import unverified_context
+    d = start_http_daemon(start_daemon, tmp_path, public=False)
+    port = d.http_port
+    d.stop()
+    d.write_config(control={"http": f"127.0.0.1:{port}/tls"})
+    d.start()
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10 * T,
+                                       context=unverified_context())
+    conn.request("GET", "/api/v1/stats", headers={"Authorization": f"Bearer {TOKEN}"})
+    r = conn.getresponse()
+    assert r.status == 200 and "uptime_s" in json.loads(r.read())
+    conn.close()
+    # plain HTTP on the TLS port gets nothing useful, and the listener lives on
+    out = raw_http(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"portcullis_" not in out
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10 * T,
+                                       context=unverified_context())
+    conn.request("GET", "/metrics")
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_connections_at_once_are_capped(d):
+    """Past 256 open connections the daemon stops accepting (the rest wait
+    in the kernel's backlog, seen as the listening socket's Recv-Q); once
+    they close, it serves again."""
+    socks = []
+    try:
+        for _ in range(300):
+            socks.append(socket.create_connection(("127.0.0.1", d.http_port), timeout=5))
+
+        def backlog():
+            out = subprocess.run(["ss", "-Hltn", f"sport = :{d.http_port}"], capture_output=True,
+                                 text=True, timeout=10).stdout.split()
+            return int(out[1]) if len(out) > 1 else -1
+
+        deadline = time.monotonic() + 5 * T
+        while backlog() < 300 - 256 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert backlog() >= 300 - 256, backlog()
+        assert backlog() <= 300 - 256 + 5
+    finally:
+        for s in socks:
+            s.close()
+    assert get(d, "/api/v1/stats", timeout=20).status == 200

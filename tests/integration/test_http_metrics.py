@@ -99,3 +99,14 @@ def test_counters_follow_smtp_traffic(d):
     assert diff("portcullis_reloads_total") == 1
     assert m(after, "portcullis_store_up", backend="sqlite") == 1
     assert m(after, "portcullis_sessions_open") == 0 or m(after, "portcullis_sessions_open") <= 1
+
+
+def test_grafana_dashboard_uses_only_names_served(d):
+    import json
+    from conftest import REPO
+    _, text = metrics(d)
+    served = set(re.findall(r"^(portcullis_\w+)", text, re.M))
+    dash = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    used = set(re.findall(r"portcullis_\w+", " ".join(exprs)))
+    assert used and used <= served, used - served

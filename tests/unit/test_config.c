@@ -711,6 +711,48 @@ static void test_tls_listener_without_cert(void **state)
         fail_msg("error \"%s\": want \"%s\" and \"listen\"", err, where);
 }
 
+/* [control] http and public_http: ADDR:PORT with an optional /tls (which
+ * needs the certificate); http needs its token file. Each error names its
+ * line and key. */
+static void test_http_listeners(void **state)
+{
+    (void)state;
+    char path[PATH_MAX], err[1024], where[PATH_MAX + 16];
+    struct config *c = load_text("[control]\nhttp = 127.0.0.1:8025\nhttp_token_file = t\n"
+                                 "public_http = [::1]:8080/plain\n", path, sizeof path, err, sizeof err);
+    if (c == NULL)
+        fail_msg("refused: %s", err);
+    assert_int_equal(c->http_listen.port, 8025);
+    assert_int_equal(c->http_listen.mode, LISTEN_PLAIN);
+    assert_int_equal(c->public_listen.port, 8080);
+    assert_int_equal(c->public_listen.addr.family, AF_INET6);
+    assert_int_equal(c->public_listen.mode, LISTEN_PLAIN);
+    config_unref(c);
+
+    static const struct {
+        const char *text, *key, *words;
+        int line;
+    } bad[] = {
+        {"[control]\nhttp = 127.0.0.1:8025\n", "http", "http_token_file", 2},
+        {"[control]\nhttp_token_file = t\nhttp = localhost:80\n", "http", "ADDR:PORT", 3},
+        {"[control]\nhttp_token_file = t\nhttp = 127.0.0.1:8025/starttls\n", "http", "/tls", 3},
+        {"[control]\nhttp_token_file = t\nhttp = 127.0.0.1:8025/tls\n", "http", "needs [tls] cert", 3},
+        {"[control]\n\npublic_http = 0.0.0.0\n", "public_http", "ADDR:PORT", 3},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        c = load_text(bad[i].text, path, sizeof path, err, sizeof err);
+        if (c != NULL) {
+            config_unref(c);
+            fail_msg("accepted: %s", bad[i].text);
+        }
+        snprintf(where, sizeof where, "%s:%d", path, bad[i].line);
+        if (strstr(err, where) == NULL || strstr(err, bad[i].key) == NULL ||
+            strstr(err, bad[i].words) == NULL)
+            fail_msg("error \"%s\": want \"%s\", \"%s\" and \"%s\"", err, where, bad[i].key,
+                     bad[i].words);
+    }
+}
+
 static void test_cert_without_key(void **state)
 {
     (void)state;
@@ -838,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_mechanisms),
         cmocka_unit_test(test_permanent_after_zero),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_http_listeners),
         cmocka_unit_test(test_bad_duration),
         cmocka_unit_test(test_bad_size),
         cmocka_unit_test(test_bad_bool),
