@@ -6,9 +6,13 @@
  *     are not blocked (misses), IPv4 and IPv6;
  *   - guard_connect() for a blocked address (what the accept path runs);
  *   - misses again once some /24 blocks exist too (two prefix lengths to look at);
- *   - the same hit/miss mix from -t threads at once (shard locks under contention).
- * Reports ns per check and memory per tracked prefix (guard_stats, and the
- * process's resident-memory growth divided by the prefixes).
+ *   - the same hit/miss mix from -t threads at once;
+ *   - hits with /24 blocks in use too, and IPv6 with /48 blocks beside /64.
+ * Reports ns per check, memory per blocked prefix (everything, and the
+ * accept-time index alone), then fills a second guard with -n plain counted
+ * prefixes (bytes per tracked entry: guard_stats and resident growth) and
+ * sprays -n fresh addresses through a third bounded at a quarter of that
+ * (ns per connection, entries left, evictions).
  *
  * Usage: guard-bench [-n BLOCKS] [-q QUERIES] [-t THREADS]
  * Last line: RESULT guard blocks=.. hit_ns=.. miss_ns=.. ... */
@@ -18,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/addr.h"
@@ -152,6 +157,77 @@ static void *thread_run(void *arg)
     return NULL;
 }
 
+/* Counting entries, measured in a child process so that its resident
+ * growth is its own (the parent's freed blocks would be reused): fill a
+ * guard with n plain counted prefixes, then spray n fresh addresses
+ * through another bounded at a quarter of that. */
+struct tracked_result {
+    size_t n, spray_entries;
+    long bound;
+    double bytes_per, rss_per, spray_ns;
+    uint64_t spray_evictions;
+};
+
+static void tracked_child(struct config *cfg, size_t n, struct tracked_result *r)
+{
+    struct guard_block made;
+    bool did;
+    r->n = n;
+    cfg->max_tracked = (long)n;
+    long rss0 = rss_kb();
+    struct guard *g = guard_new();
+    for (size_t i = 0; i < n; i++) {
+        struct addr a = mk4(v4_of(i), 32);
+        guard_connect(g, cfg, &a, NOW, &made, &did);
+        guard_disconnect(g, cfg, &a);
+    }
+    long rss1 = rss_kb();
+    struct guard_stats st;
+    guard_stats(g, NOW, &st);
+    r->bytes_per = (double)st.bytes / (double)st.entries;
+    r->rss_per = (double)(rss1 - rss0) * 1024.0 / (double)st.entries;
+    guard_free(g);
+
+    r->bound = (long)(n / 4 > 100 ? n / 4 : 100);
+    cfg->max_tracked = r->bound;
+    g = guard_new();
+    uint64_t t0 = ns_now();
+    for (size_t i = 0; i < n; i++) {
+        struct addr a = mk4(v4_of(i), 32);
+        guard_connect(g, cfg, &a, NOW + (int64_t)(i / 1000), &made, &did);
+        guard_disconnect(g, cfg, &a);
+    }
+    r->spray_ns = (double)(ns_now() - t0) / (double)n;
+    guard_stats(g, NOW, &st);
+    r->spray_entries = st.entries;
+    r->spray_evictions = st.evictions;
+    guard_free(g);
+}
+
+static bool run_tracked(struct config *cfg, size_t n, struct tracked_result *r)
+{
+    int fd[2];
+    if (pipe(fd) != 0)
+        return false;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        close(fd[0]);
+        tracked_child(cfg, n, r);
+        _exit(write(fd[1], r, sizeof *r) == (ssize_t)sizeof *r ? 0 : 1);
+    }
+    close(fd[1]);
+    bool ok = read(fd[0], r, sizeof *r) == (ssize_t)sizeof *r;
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (!ok)
+        fprintf(stderr, "guard-bench: the counting-entries child failed\n");
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     size_t nblocks = 1000000, nq = 1000000;
@@ -181,6 +257,10 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    struct tracked_result tr;
+    if (!run_tracked(cfg, nblocks, &tr))
+        return 1;
+
     /* ---- fill ---- */
     long rss0 = rss_kb();
     uint64_t t0 = ns_now();
@@ -199,6 +279,7 @@ int main(int argc, char **argv)
     long rss1 = rss_kb();
     struct guard_stats st;
     guard_stats(g, NOW, &st);
+    double per_prefix = (double)st.bytes / (double)st.entries;
 
     /* ---- queries (generated first, so only the check is timed) ---- */
     struct addr *hit4 = malloc(nq * sizeof *hit4), *miss4 = malloc(nq * sizeof *miss4);
@@ -291,8 +372,34 @@ int main(int argc, char **argv)
         fprintf(stderr, "guard-bench: FAIL: an address inside a blocked /24 is not blocked\n");
         return 1;
     }
+    double hit2_ns = time_blocked(g, hit4, nq, &h);
+    if (h != nq) {
+        fprintf(stderr, "guard-bench: FAIL: hits with /24 blocks: %zu of %zu\n", h, nq);
+        return 1;
+    }
+    /* and for IPv6, 1000 /48 blocks beside the /64 ones */
+    for (uint32_t i = 0; i < 1000; i++) {
+        struct addr p = mk6(0xfff00000u + (i << 8), 0, 48);
+        guard_block_manual(g, &p, 3600000, NOW, &made, &replaced, &had_old);
+    }
+    double hit6b_ns = time_blocked(g, hit6, nq, &h);
+    if (h != nq) {
+        fprintf(stderr, "guard-bench: FAIL: IPv6 hits with /48 blocks: %zu of %zu\n", h, nq);
+        return 1;
+    }
+    double miss6b_ns = time_blocked(g, miss6, nq, &h);
+    if (h != 0) {
+        fprintf(stderr, "guard-bench: FAIL: IPv6 misses found blocked with /48 blocks: %zu\n", h);
+        return 1;
+    }
+    struct guard_stats ist;
+    guard_stats(g, NOW, &ist);
+    double index_per = (double)ist.index_bytes / (double)ist.index_prefixes;
+    size_t index_prefixes = ist.index_prefixes;
+    guard_free(g);
+    g = NULL;
 
-    double per_prefix = (double)st.bytes / (double)st.entries;
+
     double rss_per = (double)(rss1 - rss0) * 1024.0 / (double)(nblocks + n6);
     printf("guard-bench: %zu IPv4 /32 + %zu IPv6 /64 blocks in force (%zu permanent), %zu queries each,\n"
            "  random order over the table; thread CPU time per call, the median of %d passes\n",
@@ -304,16 +411,29 @@ int main(int argc, char **argv)
     printf("  guard_blocked IPv6 miss   %8.1f ns\n", miss6_ns);
     printf("  guard_connect blocked     %8.1f ns\n", connect_hit_ns);
     printf("  IPv4 miss, /32 and /24 blocks in use %8.1f ns\n", miss2_ns);
+    printf("  IPv4 hit,  /32 and /24 blocks in use %8.1f ns\n", hit2_ns);
+    printf("  IPv6 hit,  /64 and /48 blocks in use %8.1f ns\n", hit6b_ns);
+    printf("  IPv6 miss, /64 and /48 blocks in use %8.1f ns\n", miss6b_ns);
     printf("  %d threads, hit/miss mix  %8.1f ns per check per thread (slowest thread, median of %d passes)\n",
            threads, mt_ns, g_rounds);
     printf("  memory: %zu prefixes tracked, table %.1f MB, %.1f bytes per prefix "
            "(entry %zu bytes), resident growth %.1f bytes per prefix\n",
            st.entries, (double)st.bytes / 1048576.0, per_prefix, st.entry_size, rss_per);
+    printf("  accept-time index: %zu blocked prefixes, %.1f bytes per blocked prefix\n",
+           index_prefixes, index_per);
+    printf("  counting entries: %zu tracked prefixes, %.1f bytes each (table), resident growth %.1f bytes each\n",
+           tr.n, tr.bytes_per, tr.rss_per);
+    printf("  spray of %zu fresh addresses at max_tracked = %ld: %.1f ns per connection, "
+           "%zu tracked after, %llu evicted\n", tr.n, tr.bound, tr.spray_ns, tr.spray_entries,
+           (unsigned long long)tr.spray_evictions);
     printf("RESULT guard blocks=%zu hit_ns=%.1f miss_ns=%.1f hit6_ns=%.1f miss6_ns=%.1f "
-           "connect_hit_ns=%.1f miss_two_lengths_ns=%.1f mt_ns=%.1f threads=%d fill_ns=%.1f "
-           "bytes_per_prefix=%.1f entry_size=%zu rss_per_prefix=%.1f\n",
-           nblocks + n6, hit_ns, miss_ns, hit6_ns, miss6_ns, connect_hit_ns, miss2_ns, mt_ns,
-           threads, fill_ns, per_prefix, st.entry_size, rss_per);
+           "connect_hit_ns=%.1f miss_two_lengths_ns=%.1f hit_two_lengths_ns=%.1f "
+           "hit6_two_lengths_ns=%.1f miss6_two_lengths_ns=%.1f mt_ns=%.1f threads=%d fill_ns=%.1f "
+           "bytes_per_prefix=%.1f entry_size=%zu rss_per_prefix=%.1f index_bytes_per_prefix=%.1f "
+           "tracked_bytes_per_prefix=%.1f tracked_rss_per_prefix=%.1f spray_ns=%.1f\n",
+           nblocks + n6, hit_ns, miss_ns, hit6_ns, miss6_ns, connect_hit_ns, miss2_ns, hit2_ns,
+           hit6b_ns, miss6b_ns, mt_ns, threads, fill_ns, per_prefix, st.entry_size, rss_per,
+           index_per, tr.bytes_per, tr.rss_per, tr.spray_ns);
 
     free(hit4);
     free(miss4);
@@ -322,7 +442,6 @@ int main(int argc, char **argv)
     free(mix);
     free(runs);
     free(tids);
-    guard_free(g);
     config_unref(cfg);
     return 0;
 }

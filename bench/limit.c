@@ -6,7 +6,14 @@
  * client's QUIT can be faster on the same machine, so its rate is the ceiling
  * the bench compares against.
  *
- * Usage: bench-limit PORT [THREADS] [ADDR]
+ * With -q it is the reference that keeps RFC 5321 §3.1 as Portcullis does:
+ * after the 554 it waits for the client's QUIT and answers 221 before it
+ * closes (any other line gets 503; end of file closes). Still no session
+ * beyond a descriptor in the epoll set, no log, no timer: the fastest way
+ * to do that dialogue properly.
+ *
+ * Usage: bench-limit [-q] PORT [THREADS] [ADDR]
+ *   -q       wait for QUIT, answer 221, then close
  *   PORT     TCP port to listen on
  *   THREADS  event-loop threads (default: number of online cores)
  *   ADDR     loopback address to bind (default 127.0.0.1; only 127.x or ::1)
@@ -17,16 +24,21 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 static const char LINE[] = "554 limit ESMTP not accepting connections\r\n";
+static const char BYE[] = "221 2.0.0 Bye\r\n";
+static const char BADSEQ[] = "503 5.5.1 Bad sequence of commands\r\n";
+static int g_quit;   /* -q */
 
 static struct sockaddr_storage g_addr;
 static socklen_t g_addrlen;
@@ -49,6 +61,8 @@ static int make_listener(void)
     return fd;
 }
 
+static void answer(int ep, int fd);
+
 static void *loop(void *arg)
 {
     int lfd = (int)(intptr_t)arg;
@@ -63,15 +77,25 @@ static void *loop(void *arg)
         exit(1);
     }
     for (;;) {
-        struct epoll_event evs[8];
-        int n = epoll_wait(ep, evs, 8, -1);
+        struct epoll_event evs[64];
+        int n = epoll_wait(ep, evs, 64, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             perror("bench-limit: epoll_wait");
             exit(1);
         }
-        /* Drain the accept queue: each connection gets the line and goes. */
+        bool listener = false;
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.fd == lfd)
+                listener = true;
+            else
+                answer(ep, evs[i].data.fd);
+        }
+        if (!listener)
+            continue;
+        /* Drain the accept queue: each connection gets the line and goes
+         * (with -q: stays until its QUIT). */
         for (int burst = 0; burst < 4096; burst++) {
             int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) {
@@ -81,16 +105,56 @@ static void *loop(void *arg)
             }
             ssize_t w = write(fd, LINE, sizeof LINE - 1);
             (void)w;                /* a client that left already: nothing to do */
-            close(fd);
+            struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+            if (!g_quit || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev) < 0)
+                close(fd);
         }
     }
     return NULL;
 }
 
+/* -q: a client of the 554 said something. Lines come whole in one segment
+ * from the load generator; a line cut in two would only get a 503. */
+static void answer(int ep, int fd)
+{
+    char buf[512];
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EAGAIN)
+        return;
+    bool quit = false, other = false;
+    for (ssize_t i = 0; i < r; i++) {
+        bool at_line = i == 0 || buf[i - 1] == '\n';
+        if (!at_line)
+            continue;
+        if (r - i >= 4 && strncasecmp(buf + i, "QUIT", 4) == 0)
+            quit = true;
+        else
+            other = true;
+    }
+    if (r > 0 && !quit) {
+        if (other) {
+            ssize_t w = write(fd, BADSEQ, sizeof BADSEQ - 1);
+            (void)w;
+        }
+        return;
+    }
+    if (quit) {
+        ssize_t w = write(fd, BYE, sizeof BYE - 1);
+        (void)w;
+    }
+    epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "-q") == 0) {
+        g_quit = 1;
+        argv++;
+        argc--;
+    }
     if (argc < 2 || argc > 4) {
-        fprintf(stderr, "usage: bench-limit PORT [THREADS] [ADDR]\n");
+        fprintf(stderr, "usage: bench-limit [-q] PORT [THREADS] [ADDR]\n");
         return 2;
     }
     char *end;

@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--skipped", required=True)
     ap.add_argument("--notes", default="")
     ap.add_argument("--guard", required=True)
+    ap.add_argument("--spray", default="")
     ap.add_argument("--runs", type=int, required=True)
     ap.add_argument("--seconds", required=True)
     ap.add_argument("--elapsed", type=int, default=0)
@@ -178,6 +179,12 @@ def main():
             tgt += f": {verdict(r_lim >= 0.8)}"
         rows.append([f"blocked client (greeting, QUIT), conns/s at {c} concurrent", fmt_rate(lim),
                      fmt_rate(pd), fmt_rate(pf), fmt_ratio(r_lim, True), fmt_ratio(r_pf), tgt])
+        limq = med(wl, "limitquit", "rate")
+        if limq is not None:
+            r_q = run_ratio(wl, "portcullisd", "limitquit")
+            tgt = "≥ 1.0× (issue 15)" + (f": {verdict(r_q >= 1.0)}" if r_q is not None else "")
+            rows.append([f"same, against bench-limit -q (waits for QUIT, answers 221) at {c}",
+                         fmt_rate(limq), fmt_rate(pd), "–", fmt_ratio(r_q), "–", tgt])
     for wl, label in (("session-cheap", "AUTH PLAIN + 10 KB message, msgs/s at 64 (cheap hash ¹)"),
                       ("session-yescrypt", "same, yescrypt user on both sides"),
                       ("session-tls", "same with STARTTLS (cheap hash)")):
@@ -238,9 +245,22 @@ def main():
         rows.append([f"accept-time block check, {int(num(guard, 'blocks', 0)):,} blocks: CPU ns per check (hit / miss / worst case)",
                      "–", f"{num(guard, 'hit_ns'):.0f} / {num(guard, 'miss_ns'):.0f} / {worst:.0f} ns", "–", "–", "–",
                      f"< 1 µs: {verdict(worst < 1000)}"])
-        rows.append(["memory per tracked prefix (guard table)", "–",
+        rows.append(["memory per blocked prefix (entry, block record, index)", "–",
                      f"{num(guard, 'bytes_per_prefix'):.0f} B (entry {int(num(guard, 'entry_size', 0))} B)",
                      "–", "–", "–", "report"])
+        if num(guard, "index_bytes_per_prefix", 0):
+            rows.append(["accept-time index: bytes per blocked prefix", "–",
+                         f"{num(guard, 'index_bytes_per_prefix'):.1f} B", "–", "–", "–",
+                         f"≤ 64 B (issue 15): {verdict(num(guard, 'index_bytes_per_prefix') <= 64)}"])
+            worst15 = max(num(guard, k, 0) for k in ("hit_ns", "miss_ns", "hit6_ns", "miss6_ns",
+                                                     "miss_two_lengths_ns", "hit_two_lengths_ns",
+                                                     "hit6_two_lengths_ns", "miss6_two_lengths_ns"))
+            rows.append(["accept-time check, worst of hit/miss IPv4/IPv6 with one and two lengths", "–",
+                         f"{worst15:.0f} ns", "–", "–", "–", f"≤ 150 ns (issue 15): {verdict(worst15 <= 150)}"])
+            rows.append(["counting entry: bytes per tracked prefix (table / resident)", "–",
+                         f"{num(guard, 'tracked_bytes_per_prefix'):.1f} / {num(guard, 'tracked_rss_per_prefix'):.1f} B",
+                         "–", "–", "–",
+                         f"≤ 96 B (issue 15): {verdict(max(num(guard, 'tracked_bytes_per_prefix'), num(guard, 'tracked_rss_per_prefix')) <= 96)}"])
 
     head = ["workload", "bench-limit", "portcullisd", f"Postfix {a.postfix_version}", "portcullisd / limit",
             "portcullisd / Postfix", "target (issue 4)"]
@@ -255,7 +275,7 @@ def main():
     detail = []
     order = ["greet64", "greet256", "session-cheap", "session-yescrypt", "session-tls", "authfail"]
     for wl in order:
-        for srv in ("limit", "portcullisd", "postfix"):
+        for srv in ("limit", "limitquit", "portcullisd", "postfix"):
             rs = runs.get((wl, srv))
             if not rs:
                 continue
@@ -349,6 +369,10 @@ def main():
         doc += ["## Idle connections", "", md_table(idle_head, idle_rows), ""]
     if guard_text:
         doc += ["## Guard micro-benchmark", "", "```", guard_text.strip(), "```", ""]
+    if a.spray and os.path.exists(a.spray) and os.path.getsize(a.spray):
+        with open(a.spray) as f:
+            doc += ["## Spray (issue 15): many addresses through PROXY headers", "", "```",
+                    f.read().strip(), "```", ""]
     if skipped:
         doc += ["## Skipped", ""] + [f"- {w}: {why}" for w, why in skipped] + [""]
     doc += [

@@ -13,14 +13,16 @@
 #   BENCH_SECONDS [10]        seconds per run
 #   BENCH_BUILD [build]       the meson build directory
 #   BENCH_OUT [docs/BENCHMARKS.md]   where the report goes; "-" for none
-#   BENCH_PORT_BASE [24250]   ports used: base .. base+2 (keep them out of the
+#   BENCH_PORT_BASE [24250]   ports used: base .. base+4 (keep them out of the
 #                             ephemeral range, or a server restart can find its port taken)
 #   BENCH_IDLE_CONNS [100000] idle plain connections held by portcullisd
 #   BENCH_TLS_IDLE [10000]    idle TLS connections held by portcullisd
 #   BENCH_BLOCKED_IDLE [10000] blocked clients that never send QUIT
 #   BENCH_POSTFIX_IDLE [300]  idle connections held by Postfix (a process each)
 #   BENCH_SKIP_POSTFIX [0]    1: leave Postfix out (reason printed)
-#   BENCH_ONLY [all]          space-separated subset of: greet session tls authfail idle guard
+#   BENCH_SPRAY_N ["100000 1000000"]  addresses per spray run (bench/spray.py)
+#   BENCH_SPRAY_TRACKED [10000]       max_tracked of the sprayed daemon
+#   BENCH_ONLY [all]          space-separated subset of: greet session tls authfail idle guard spray
 #   BENCH_KEEP [0]            1: keep the temp dir (logs, configs) and print its path
 set -u
 
@@ -36,7 +38,9 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-100000}
 TLS_IDLE=${BENCH_TLS_IDLE:-10000}
 BLOCKED_IDLE=${BENCH_BLOCKED_IDLE:-10000}
 PF_IDLE=${BENCH_POSTFIX_IDLE:-300}
-ONLY=${BENCH_ONLY:-greet session tls authfail idle guard}
+ONLY=${BENCH_ONLY:-greet session tls authfail idle guard spray}
+SPRAY_N=${BENCH_SPRAY_N:-100000 1000000}
+SPRAY_TRACKED=${BENCH_SPRAY_TRACKED:-10000}
 PY=/usr/bin/python3
 
 LG="$BUILD/bench/smtp-loadgen"
@@ -48,6 +52,8 @@ PCTL="$BUILD/portcullisctl"
 P_LIMIT=$PORT_BASE
 P_PD=$((PORT_BASE + 1))
 P_PF=$((PORT_BASE + 2))
+P_LIMITQ=$((PORT_BASE + 3))   # bench-limit -q: waits for QUIT, answers 221
+P_SPRAY=$((PORT_BASE + 4))    # the sprayed portcullisd (bench/spray.py)
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 say() { printf '%s\n' "$*" >&2; }
@@ -110,7 +116,7 @@ read -r eph_lo eph_hi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { 
 if [ "$P_PF" -ge "${eph_lo:-0}" ] && [ "$P_LIMIT" -le "${eph_hi:-0}" ]; then
   say "bench: warning: ports $P_LIMIT-$P_PF lie in the ephemeral range $eph_lo-$eph_hi; a restart may find its port taken"
 fi
-for p in $P_LIMIT $P_PD $P_PF; do
+for p in $P_LIMIT $P_PD $P_PF $P_LIMITQ $P_SPRAY; do
   if ! port_free "$p"; then say "bench: port $p is in use; set BENCH_PORT_BASE"; exit 1; fi
 done
 
@@ -217,6 +223,9 @@ chmod 600 "$T/key.pem"
 "$LIMIT" "$P_LIMIT" > "$T/limit.log" 2>&1 &
 LIMIT_PID=$!; PIDS="$PIDS $LIMIT_PID"
 wait_port "$P_LIMIT" 10 "$LIMIT_PID" || { say "bench: bench-limit did not start: $(cat "$T/limit.log")"; exit 1; }
+"$LIMIT" -q "$P_LIMITQ" > "$T/limitq.log" 2>&1 &
+LIMITQ_PID=$!; PIDS="$PIDS $LIMITQ_PID"
+wait_port "$P_LIMITQ" 10 "$LIMITQ_PID" || { say "bench: bench-limit -q did not start: $(cat "$T/limitq.log")"; exit 1; }
 
 # ---- portcullisd -----------------------------------------------------------
 # pd_start: starts portcullisd and waits until it is ready; makes sure the
@@ -447,10 +456,10 @@ elif start_postfix; then
   PF_OK=1
 fi
 
-servers_greet="limit"
+servers_greet="limit limitquit"
 [ $PD_OK = 1 ] && servers_greet="$servers_greet portcullisd"
 [ $PF_OK = 1 ] && servers_greet="$servers_greet postfix"
-port_of() { case "$1" in limit) echo $P_LIMIT ;; portcullisd) echo $P_PD ;; postfix) echo $P_PF ;; esac; }
+port_of() { case "$1" in limit) echo $P_LIMIT ;; limitquit) echo $P_LIMITQ ;; portcullisd) echo $P_PD ;; postfix) echo $P_PF ;; esac; }
 
 START=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -552,6 +561,19 @@ if want guard; then
     skip guard-bench "$GB is not built"
   fi
 fi
+SPRAY_OUT="$T/spray.out"
+: > "$SPRAY_OUT"
+if want spray; then
+  if [ -x "$BUILD/bench/bench-spray" ] && [ -x "$PD" ]; then
+    say "bench: spray (PROXY headers from $SPRAY_N fresh addresses, max_tracked $SPRAY_TRACKED)"
+    printf '%s\t%s\t%s\n' spray portcullisd "bench/spray.py --build $BUILD --n ${SPRAY_N// /,} --max-tracked $SPRAY_TRACKED" >> "$CMDS"
+    "$PY" "$REPO/bench/spray.py" --build "$BUILD" --n "${SPRAY_N// /,}" --max-tracked "$SPRAY_TRACKED" \
+      --port "$P_SPRAY" > "$SPRAY_OUT" 2>&1 || say "bench: spray: a near-limit address lost its count or the run failed"
+    grep -v '^RESULT' "$SPRAY_OUT" >&2
+  else
+    skip spray "bench-spray or portcullisd is not built"
+  fi
+fi
 END=$(date +%s)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -559,9 +581,9 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 PF_VER=$(postconf -h mail_version 2>/dev/null || echo "?")
 DC_VER=$(dovecot --version 2>/dev/null | cut -d' ' -f1 || echo "?")
 "$PY" "$REPO/bench/report.py" --results "$RES" --commands "$CMDS" --skipped "$SKIPS" --notes "$NOTES" \
-  --guard "$GB_OUT" --runs "$RUNS" --seconds "$SECS" --elapsed $((END - START)) \
+  --guard "$GB_OUT" --spray "$SPRAY_OUT" --runs "$RUNS" --seconds "$SECS" --elapsed $((END - START)) \
   --postfix-version "$PF_VER" --dovecot-version "$DC_VER" \
-  --ports "$P_LIMIT,$P_PD,$P_PF" --loadavg "$LOAD_START / $LOAD_END" \
+  --ports "$P_LIMIT,$P_PD,$P_PF,$P_LIMITQ,$P_SPRAY" --loadavg "$LOAD_START / $LOAD_END" \
   --invocation "$(env | grep '^BENCH_' | sort | tr '\n' ' ')bench/run.sh" --out "$OUT"
 rc=$?
 [ "$OUT" != "-" ] && [ $rc = 0 ] && say "bench: wrote $OUT"

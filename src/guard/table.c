@@ -243,17 +243,22 @@ struct entry *table_get(struct table *t, struct shard *s, uint64_t h, const stru
     struct entry *e = table_find(s, h, k);
     if (e != NULL)
         return e;
-    if (!force && c != NULL && c->max_tracked > 0 &&
-        atomic_load_explicit(&t->tracked, memory_order_relaxed) >= (size_t)c->max_tracked &&
+    /* Reserve the place first: two threads adding in two shards at once
+     * must not both take the last one. */
+    size_t before = atomic_fetch_add(&t->tracked, 1);
+    if (!force && c != NULL && c->max_tracked > 0 && before >= (size_t)c->max_tracked &&
         !make_room(t, s, c, worth, now)) {
+        atomic_fetch_sub(&t->tracked, 1);
         atomic_fetch_add_explicit(&t->untracked, 1, memory_order_relaxed);
         return NULL;
     }
     if (s->n >= 2 * s->nb)
         grow(t, s);
     uint32_t hd = slot_alloc(s);
-    if (hd == 0)
+    if (hd == 0) {
+        atomic_fetch_sub(&t->tracked, 1);
         return NULL;
+    }
     e = at(s, hd);
     memset(e, 0, sizeof *e);
     e->key = *k;
@@ -262,7 +267,6 @@ struct entry *table_get(struct table *t, struct shard *s, uint64_t h, const stru
     e->next = s->b[j];
     s->b[j] = hd;
     s->n++;
-    atomic_fetch_add_explicit(&t->tracked, 1, memory_order_relaxed);
     return e;
 }
 
