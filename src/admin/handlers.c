@@ -220,37 +220,14 @@ static json_t *do_list(struct req *r)
     return o;
 }
 
-static void log_block_change(const char *event, const struct guard_block *b, const char *by,
-                             const char *why)
-{
-    char ip[ADDR_STRLEN], id[17], until[UTIL_RFC3339_LEN];
-    addr_format(&b->prefix, true, ip);
-    store_id_format(b->id, id);
-    if (b->expires_at)
-        util_rfc3339(b->expires_at, until);
-    log_event(LOG_WARN, event, "ip", ip, "reason", strcmp(event, "block") == 0 ? "manual" : NULL,
-              "note", why, "by", by, "block", id,
-              "until", strcmp(event, "block") != 0 ? NULL : b->expires_at ? until : "permanent",
-              NULL);
-}
-
 static json_t *do_block(struct req *r)
 {
     struct addr p = req_prefix(r);
-    const char *by = r->q->by, *why = r->q->reason;
-    struct guard_block made, old;
-    bool had_old;
-    guard_block_manual(r->srv->guard, &p, r->q->duration_ms, r->now, &made, &old, &had_old);
-    if (made.id == 0)
+    struct guard_block made;
+    if (!enforce_block(&r->srv->enforce, r->cfg, &p, r->q->duration_ms, r->now, r->q->by,
+                       r->q->reason, &made))
         return fail(r, ADMIN_FAILED, "out of memory");
     struct store *st = r->srv->store;
-    if (had_old)
-        store_lift(st, old.id, r->now, by, "replaced by a manual block");
-    util_strlcpy(made.node, r->cfg->hostname, sizeof made.node);
-    util_strlcpy(made.note, why, sizeof made.note);
-    store_put(st, &made);
-    stats_block(&r->srv->stats, GUARD_MANUAL);
-    log_block_change("block", &made, by, why);
     struct guard_block stored;
     return block_json(st->ops->get(st, made.id, &stored) ? &stored : &made, r->now);
 }
@@ -258,24 +235,9 @@ static json_t *do_block(struct req *r)
 static json_t *do_unblock(struct req *r)
 {
     struct addr p = req_prefix(r);
-    const char *by = r->q->by, *why = r->q->reason;
     uint64_t id;
-    bool lifted = guard_unblock(r->srv->guard, &p, r->now, &id);
-    if (!lifted) {
-        /* The address may be under a wider block (a manual /24). */
-        struct guard_status gs;
-        guard_status(r->srv->guard, r->cfg, &p, r->now, &gs);
-        if (gs.blocked) {
-            p = gs.block_prefix;
-            lifted = guard_unblock(r->srv->guard, &p, r->now, &id);
-        }
-    }
-    if (!lifted)
+    if (!enforce_unblock(&r->srv->enforce, r->cfg, &p, r->now, r->q->by, r->q->reason, &id))
         return fail(r, ADMIN_NOT_FOUND, "not blocked");
-    struct store *st = r->srv->store;
-    store_lift(st, id, r->now, by, why);
-    struct guard_block b = {.id = id, .prefix = p};
-    log_block_change("unblock", &b, by, why);
     return block_by_id(r->srv, id, &p, false, r->now);
 }
 

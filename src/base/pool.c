@@ -5,19 +5,22 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 struct job {
-    struct job *next;
+    STAILQ_ENTRY(job) link;
     pool_fn work, done;
     void *arg;
     struct pool_mailbox *mb;
 };
 
+STAILQ_HEAD(job_list, job);
+
 struct pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct job *head, *tail;
+    struct job_list queue;
     bool stop;
     int n;
     pthread_t *threads;
@@ -26,7 +29,7 @@ struct pool {
 /* A mailbox is a mutex-protected list plus a pipe that wakes the base. */
 struct pool_mailbox {
     pthread_mutex_t mu;
-    struct job *head, *tail;
+    struct job_list done;
     int fd[2];
     struct event *ev;
 };
@@ -38,15 +41,15 @@ static void mailbox_drain(evutil_socket_t fd, short what, void *arg)
     char buf[256];
     while (read(fd, buf, sizeof buf) > 0)
         ;
+    struct job_list todo = STAILQ_HEAD_INITIALIZER(todo);
     pthread_mutex_lock(&m->mu);
-    struct job *j = m->head;
-    m->head = m->tail = NULL;
+    STAILQ_CONCAT(&todo, &m->done);
     pthread_mutex_unlock(&m->mu);
-    while (j != NULL) {
-        struct job *next = j->next;
+    struct job *j;
+    while ((j = STAILQ_FIRST(&todo)) != NULL) {
+        STAILQ_REMOVE_HEAD(&todo, link);
         j->done(j->arg);
         free(j);
-        j = next;
     }
 }
 
@@ -58,6 +61,7 @@ struct pool_mailbox *pool_mailbox_new(struct event_base *base)
         return NULL;
     }
     pthread_mutex_init(&m->mu, NULL);
+    STAILQ_INIT(&m->done);
     m->ev = event_new(base, m->fd[0], EV_READ | EV_PERSIST, mailbox_drain, m);
     event_add(m->ev, NULL);
     return m;
@@ -70,8 +74,9 @@ void pool_mailbox_free(struct pool_mailbox *m)
     event_free(m->ev);
     close(m->fd[0]);
     close(m->fd[1]);
-    for (struct job *j = m->head, *next; j != NULL; j = next) {
-        next = j->next;
+    struct job *j;
+    while ((j = STAILQ_FIRST(&m->done)) != NULL) {
+        STAILQ_REMOVE_HEAD(&m->done, link);
         free(j);
     }
     pthread_mutex_destroy(&m->mu);
@@ -80,14 +85,9 @@ void pool_mailbox_free(struct pool_mailbox *m)
 
 static void deliver(struct pool_mailbox *m, struct job *j)
 {
-    j->next = NULL;
     pthread_mutex_lock(&m->mu);
-    bool was_empty = m->head == NULL;
-    if (m->tail)
-        m->tail->next = j;
-    else
-        m->head = j;
-    m->tail = j;
+    bool was_empty = STAILQ_EMPTY(&m->done);
+    STAILQ_INSERT_TAIL(&m->done, j, link);
     pthread_mutex_unlock(&m->mu);
     if (was_empty) {
         /* One byte wakes the base; a full pipe means it is awake already. */
@@ -111,16 +111,14 @@ static void *pool_main(void *arg)
     struct pool *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (p->head == NULL && !p->stop)
+        while (STAILQ_EMPTY(&p->queue) && !p->stop)
             pthread_cond_wait(&p->cv, &p->mu);
-        struct job *j = p->head;
+        struct job *j = STAILQ_FIRST(&p->queue);
         if (j == NULL) {
             pthread_mutex_unlock(&p->mu);
             return NULL;
         }
-        p->head = j->next;
-        if (p->head == NULL)
-            p->tail = NULL;
+        STAILQ_REMOVE_HEAD(&p->queue, link);
         pthread_mutex_unlock(&p->mu);
         j->work(j->arg);
         if (j->done != NULL && j->mb != NULL)
@@ -137,6 +135,7 @@ struct pool *pool_new(int threads)
         return NULL;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    STAILQ_INIT(&p->queue);
     p->threads = calloc((size_t)threads, sizeof *p->threads);
     for (int i = 0; i < threads; i++)
         if (pthread_create(&p->threads[i], NULL, pool_main, p) == 0)
@@ -149,13 +148,12 @@ void pool_submit(struct pool *p, struct pool_mailbox *m, pool_fn work, pool_fn d
     struct job *j = calloc(1, sizeof *j);
     if (j == NULL)
         abort();
-    *j = (struct job){NULL, work, done, arg, m};
+    j->work = work;
+    j->done = done;
+    j->arg = arg;
+    j->mb = m;
     pthread_mutex_lock(&p->mu);
-    if (p->tail)
-        p->tail->next = j;
-    else
-        p->head = j;
-    p->tail = j;
+    STAILQ_INSERT_TAIL(&p->queue, j, link);
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }

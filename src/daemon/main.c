@@ -104,16 +104,6 @@ static bool daemon_reload(struct server *s, char *err, size_t errlen)
 
 /* ---- timers ------------------------------------------------------------ */
 
-static void expired_cb(void *ctx, uint64_t id, const struct addr *prefix, int64_t at)
-{
-    struct server *s = ctx;
-    store_expire(s->store, id, at);
-    char ip[ADDR_STRLEN], hex[17];
-    addr_format(prefix, true, ip);
-    store_id_format(id, hex);
-    log_event(LOG_INFO, "expire", "ip", ip, "block", hex, NULL);
-}
-
 static void lock_expired_cb(void *ctx, const struct account_lock *l)
 {
     (void)ctx;
@@ -154,7 +144,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct server *s = arg;
     int64_t now = util_now_ms();
-    guard_expire(s->guard, now, expired_cb, s);
+    enforce_expire(&s->enforce, now);
     accounts_expire(s->accounts, now, lock_expired_cb, s);
     struct config *c = server_config(s);
     static int64_t last_sweep, last_prune;
@@ -317,6 +307,7 @@ int main(int argc, char **argv)
     hooks.ctx = &srv;
     if ((srv.store = store_open(c, &hooks, err, sizeof err)) == NULL)
         return fail(err);
+    srv.enforce = (struct enforce){srv.guard, srv.store, &srv.stats};
     int64_t now = util_now_ms();
     if (!store_load(srv.store, now - c->offense_memory_ms, now, install_cb, &srv))
         return fail("cannot load the blocks from the store");

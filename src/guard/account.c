@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/util.h"
-#include "guard/rate.h"
+#include "base/rate.h"
 
 struct familiar {
     struct addr prefix;

@@ -43,33 +43,7 @@ SSL_CTX *server_tls(struct server *s)
 void server_block_made(struct server *s, const struct guard_block *made, const char *session)
 {
     struct config *c = server_config(s);
-    struct guard_block b = *made;
-    util_strlcpy(b.node, c->hostname, sizeof b.node);
-    store_put(s->store, &b);
-    stats_block(&s->stats, b.reason);
-    char ip[ADDR_STRLEN], events[16], first[UTIL_RFC3339_LEN], last[UTIL_RFC3339_LEN],
-        until[UTIL_RFC3339_LEN], id[17];
-    addr_format(&b.prefix, true, ip);
-    snprintf(events, sizeof events, "%u", b.events);
-    store_id_format(b.id, id);
-    if (b.first_event_at)
-        util_rfc3339(b.first_event_at, first);
-    if (b.last_event_at)
-        util_rfc3339(b.last_event_at, last);
-    if (b.expires_at)
-        util_rfc3339(b.expires_at, until);
-    char window[2 * UTIL_RFC3339_LEN + 2] = "";
-    if (b.first_event_at)
-        snprintf(window, sizeof window, "%s/%s", first, last);
-    log_event(LOG_WARN, "block", "ip", ip, "reason", guard_reason_name(b.reason),
-              "events", b.events ? events : NULL, "window", window,
-              "until", b.expires_at ? until : "permanent", "block", id, "session", session, NULL);
-    /* SPEC §4: enough automatic blocks inside one wider prefix block it too
-     * (its own block, made and recorded like this one). */
-    struct guard_block wide;
-    if (b.reason != GUARD_MANUAL && b.reason != GUARD_ESCALATED &&
-        guard_escalate(s->guard, c, &b.prefix, util_now_ms(), &wide))
-        server_block_made(s, &wide, session);
+    enforce_made(&s->enforce, c, made, session);
     config_unref(c);
 }
 

@@ -15,6 +15,7 @@
 #include "base/pool.h"
 #include "store/store.h"
 #include "store/accounts.h"
+#include "smtp/enforce.h"
 #include "smtp/session.h"
 
 struct worker {
@@ -40,6 +41,7 @@ struct server {
     struct guard *guard;
     struct store *store;
     struct accounts *accounts;   /* the repeat and account rules (store/accounts.h) */
+    struct enforce enforce;      /* where blocks begin and end */
     struct deliver *deliver;
     struct pool *pool;
     struct event_base *main_base;
@@ -77,7 +79,7 @@ void server_count(struct server *s, const struct config *c, const struct addr *c
 /* The store's hooks: blocks learned from, and decided by, the cluster. */
 extern const struct store_hooks server_store_hooks;
 
-/* A block was imposed here (guard decision or operator): record, log. */
+/* The guard imposed a block here: enforce_made with the current configuration. */
 void server_block_made(struct server *s, const struct guard_block *b, const char *session);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "base/log.h"
@@ -19,11 +20,12 @@ enum op { OP_PUT = STORE_PUT, OP_LIFT = STORE_LIFT, OP_EXPIRE = STORE_EXPIRE,
           OP_PRUNE = STORE_PRUNE, OP_BARRIER };
 
 struct item {
-    struct item *next;
+    STAILQ_ENTRY(item) link;
     enum op op;
     struct guard_block b;      /* OP_PUT; id/lifted_* for OP_LIFT/EXPIRE; at for PRUNE */
     bool *done;                /* OP_BARRIER */
 };
+STAILQ_HEAD(item_list, item);
 
 struct sqlite_store {
     struct store base;
@@ -31,7 +33,7 @@ struct sqlite_store {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv, done_cv;
-    struct item *head, *tail;
+    struct item_list queue;
     bool stop;
     bool failing;              /* the last write failed: logged once */
 };
@@ -124,17 +126,20 @@ static void *writer_main(void *arg)
     struct sqlite_store *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->head == NULL && !s->stop)
+        while (STAILQ_EMPTY(&s->queue) && !s->stop)
             pthread_cond_wait(&s->cv, &s->mu);
-        struct item *batch = s->head;
-        s->head = s->tail = NULL;
+        struct item_list batch = STAILQ_HEAD_INITIALIZER(batch);
+        STAILQ_CONCAT(&batch, &s->queue);
         bool stop = s->stop;
         pthread_mutex_unlock(&s->mu);
-        if (batch == NULL && stop)
+        if (STAILQ_EMPTY(&batch) && stop)
             return NULL;
 
         bool ok = sqlite3_exec(s->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
-        for (struct item *it = batch; it != NULL && ok; it = it->next) {
+        struct item *it;
+        STAILQ_FOREACH(it, &batch, link) {
+            if (!ok)
+                break;
             if (it->op == OP_PUT)
                 ok = exec_put(s->wdb, &it->b);
             else if (it->op != OP_BARRIER)
@@ -157,12 +162,11 @@ static void *writer_main(void *arg)
         }
 
         pthread_mutex_lock(&s->mu);
-        while (batch != NULL) {
-            struct item *next = batch->next;
-            if (batch->op == OP_BARRIER)
-                *batch->done = true;
-            free(batch);
-            batch = next;
+        while ((it = STAILQ_FIRST(&batch)) != NULL) {
+            STAILQ_REMOVE_HEAD(&batch, link);
+            if (it->op == OP_BARRIER)
+                *it->done = true;
+            free(it);
         }
         pthread_cond_broadcast(&s->done_cv);
     }
@@ -171,11 +175,7 @@ static void *writer_main(void *arg)
 static void enqueue(struct sqlite_store *s, struct item *it)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->tail)
-        s->tail->next = it;
-    else
-        s->head = it;
-    s->tail = it;
+    STAILQ_INSERT_TAIL(&s->queue, it, link);
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -371,6 +371,7 @@ static struct store *sqlite_open(const struct config *c, const struct store_hook
     struct sqlite_store *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
+    STAILQ_INIT(&s->queue);
     s->base.ops = &sqlite_ops;
     /* FULLMUTEX: the start-up load marks expired blocks on the caller's
      * thread; everything else on this connection is the writer's. */

@@ -24,7 +24,8 @@ import pytest
 
 from smtputil import (  # noqa: F401  (re-exported for the tests)
     ALICE, BLOCK_KEYS, COUNTER_KEYS, REJECT_TEXT, STATUS_KEYS, T, Closed, Conn,
-    fail_auth as _fail_auth, free_port, greeting_of,
+    fail_auth as _fail_auth, free_port, greeting_of, wait_until,
+    wait_greeting as _wait_greeting,
 )
 
 
@@ -101,16 +102,15 @@ class Redis:
         finally:
             logf.close()
         self.starts += 1
-        deadline = time.monotonic() + timeout * T
-        while True:
+
+        def answers():
             if self.proc.poll() is not None:
                 pytest.fail(f"redis-server exited ({self.proc.returncode}); log:\n"
                             + self.log_path.read_text(errors="replace")[-3000:])
-            if self.ping():
-                return self
-            if time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not answer PING within {timeout * T}s")
-            time.sleep(0.05)
+            return self.ping()
+
+        wait_until(answers, timeout=timeout, what="redis-server to answer PING")
+        return self
 
     def ping(self):
         try:
@@ -351,39 +351,12 @@ def submit(d, source=None, user=ALICE, rcpt="rcpt@example.org"):
 # polling
 
 
-def poll(pred, timeout=PROPAGATION_LIMIT, interval=POLL_INTERVAL, what="condition",
-         scale=True):
-    """Calls pred() every `interval` s until it is truthy; returns (value,
-    seconds it took). Fails the test after `timeout` s (times T if scale)."""
-    limit = timeout * (T if scale else 1)
-    t0 = time.monotonic()
-    last = None
-    while True:
-        last = pred()
-        if last:
-            return last, time.monotonic() - t0
-        if time.monotonic() - t0 >= limit:
-            pytest.fail(f"timed out after {limit:.2f}s waiting for {what}; last={last!r}")
-        time.sleep(interval)
-
-
 def wait_greeting(d, source, prefix, timeout=PROPAGATION_LIMIT, what=None):
     """Polls new connections from `source` to node d every 20 ms until the
     greeting starts with `prefix`; returns the seconds it took."""
-    seen = []
-
-    def check():
-        seen.append(greeting(d, source))
-        return seen[-1].startswith(prefix)
-
-    limit = timeout * T
     t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 >= limit:
-            pytest.fail(f"{what or 'propagation'}: no '{prefix}' greeting for {source} on "
-                        f"{d.node_name} within {limit:.2f}s ({len(seen)} polls every "
-                        f"{POLL_INTERVAL * 1000:.0f} ms); last greeting {seen[-1]!r}")
-        time.sleep(POLL_INTERVAL)
+    _wait_greeting(d.port, prefix, timeout=timeout, interval=POLL_INTERVAL, source=source,
+                   what=f"{what or 'propagation'} for {source} on {d.node_name}")
     return time.monotonic() - t0
 
 

@@ -27,7 +27,7 @@ import pytest
 # the raw client and the socket helpers live in smtputil; these names stay
 # importable from conftest
 from smtputil import (  # noqa: F401
-    SANITIZED, T, Client, free_ports, plain_b64, unverified_context,
+    SANITIZED, T, Client, free_ports, plain_b64, unverified_context, wait_until,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -220,23 +220,19 @@ class Daemon:
         """Poll the log until `regex` matches (from offset `start`); return the
         match. Fails with the log on timeout or if the daemon exits first."""
         pat = re.compile(regex, re.M)
-        deadline = time.monotonic() + timeout * T
-        while True:
-            text = self.log(start)
-            m = pat.search(text)
-            if m:
-                return m
-            if self.proc is not None and self.proc.poll() is not None:
+
+        def logged():
+            m = pat.search(self.log(start))
+            if m is None and self.proc is not None and self.proc.poll() is not None:
                 # one last look: the line may have been written just before exit
                 m = pat.search(self.log(start))
-                if m:
-                    return m
-                pytest.fail(f"daemon exited ({self.proc.returncode}) before logging "
-                            f"/{regex}/; log:\n{self.log()[-6000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /{regex}/ in the daemon log within {timeout}s; "
-                            f"log:\n{self.log()[-6000:]}")
-            time.sleep(0.05)
+                if m is None:
+                    pytest.fail(f"daemon exited ({self.proc.returncode}) before logging "
+                                f"/{regex}/; log:\n{self.log()[-6000:]}")
+            return m
+
+        return wait_until(logged, timeout=timeout,
+                          what=f"/{regex}/ in the daemon log {self.log_path}")
 
     def log_lines(self, event, start=0):
         """The log lines with event=<event>, each as a dict of its logfmt fields."""
@@ -460,14 +456,3 @@ def queue_id(reply_text):
     m = re.fullmatch(r"2\.0\.0 Ok: queued as (\S+)", reply_text)
     assert m, f"not a '250 2.0.0 Ok: queued as <id>' reply: {reply_text!r}"
     return m.group(1)
-
-
-def wait_for(pred, timeout=10, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout * T
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout * T}s waiting for {what}")
-        time.sleep(interval)

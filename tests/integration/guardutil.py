@@ -15,7 +15,7 @@ import time
 
 from smtputil import (  # noqa: F401  (re-exported for the tests)
     ALICE, BLOCK_KEYS, COUNTER_KEYS, REJECT_TEXT, STATUS_KEYS, WRONG_PASSWORD, T, Closed, Conn,
-    Reply, fail_auth, free_port, greeting_of, read_all_until_close,
+    Reply, fail_auth, free_port, greeting_of, read_all_until_close, wait_greeting, wait_until,
 )
 from conftest import HOSTNAME
 GREETING_554 = f"554 {HOSTNAME} {REJECT_TEXT}"
@@ -28,28 +28,6 @@ PLAIN_AUTH_ALL = "127.0.0.0/8 ::1/128 203.0.113.0/24 198.51.100.0/24 2001:db8::/
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 
-
-
-# -- polling ---------------------------------------------------------------
-def wait_until(pred, timeout=15, interval=0.1, what="condition"):
-    """Polls pred() until it returns a truthy value; returns that value.
-    Fails the test after timeout seconds."""
-    timeout *= T
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = pred()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
-        time.sleep(interval)
-
-
-def wait_greeting(port, prefix, timeout=20, **kw):
-    """Polls new connections until the greeting starts with prefix."""
-    return wait_until(lambda: (lambda g: g if g.startswith(prefix) else None)(greeting_of(port, **kw)),
-                      timeout=timeout, interval=0.2, what=f"greeting {prefix!r}")
 
 
 def wait_expired(d, n, port=None, timeout=20):

@@ -10,7 +10,7 @@ Only the standard library (no pytest), so bench/ scripts can import it too.
 
 Timeouts: Client and its methods take seconds as they are (the default,
 10 s, is already multiplied by T); read_all_until_close() and wait_closed()
-multiply theirs by T, as conftest's wait_for() and Daemon.wait_log() do.
+multiply theirs by T, as wait_until() and Daemon.wait_log() do.
 """
 
 import base64
@@ -295,6 +295,36 @@ def greeting_of(port, **kw):
         return c.greeting.line
     finally:
         c.quit()
+
+
+def wait_until(pred, timeout=15, interval=0.05, what="condition", scale=True):
+    """The one polling loop of the tests: calls pred() every `interval` s
+    until it returns something truthy, and returns that. Fails after
+    `timeout` s (times T unless scale=False), saying what it waited for."""
+    limit = timeout * (T if scale else 1)
+    deadline = time.monotonic() + limit
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {limit:.2f}s waiting for {what}; "
+                                 f"last={last!r}")
+        time.sleep(interval)
+
+
+def wait_greeting(port, prefix, timeout=20, interval=0.2, what=None, **kw):
+    """Opens new connections (Conn(port, **kw)) until the greeting starts
+    with `prefix`; returns that greeting line."""
+    seen = []
+
+    def check():
+        seen.append(greeting_of(port, **kw))
+        return seen[-1] if seen[-1].startswith(prefix) else None
+
+    return wait_until(check, timeout=timeout, interval=interval,
+                      what=f"{what or 'greeting'}: {prefix!r} (last of {len(seen)} "
+                           f"polls: {seen[-1] if seen else None!r})")
 
 
 def fail_auth(port, n, **kw):

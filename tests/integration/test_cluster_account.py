@@ -5,8 +5,9 @@ makes its address familiar on all; an unlock on one node lifts it on all;
 a repeat sent to another node is still a repeat (the hash key is shared)."""
 
 from clusterutil import (  # noqa: F401  (fixtures)
-    ALICE, Conn, cluster, poll, redis,
+    ALICE, PROPAGATION_LIMIT, Conn, cluster, redis,
 )
+from smtputil import wait_until
 
 ACCOUNT = {"account_fail_limit": "6", "account_fail_window": "10m", "account_lock": "1h",
            "auth_fail_limit": "3"}
@@ -38,7 +39,8 @@ def test_three_nodes_see_one_lock(cluster, redis):
         r = auth(d, f"127.0.0.{10 + i}", ALICE[0], f"spray-{i}")
         assert r.line.startswith("535 5.7.8"), (d.node_name, r)
     for d in nodes:
-        poll(lambda: state(d) == "locked", what=f"alice locked on {d.node_name}")
+        wait_until(lambda: state(d) == "locked", timeout=PROPAGATION_LIMIT, interval=0.02,
+                   what=f"alice locked on {d.node_name}")
     locks = [d.ctl_json("account", ALICE[0])["lock"] for d in nodes]
     assert locks[0]["events"] == 6, locks
     assert all(lk["started_at"] == locks[0]["started_at"] for lk in locks), locks
@@ -52,7 +54,8 @@ def test_three_nodes_see_one_lock(cluster, redis):
 
     assert nodes[1].ctl("unlock", ALICE[0], "--reason", "cleared").returncode == 0
     for d in nodes:
-        poll(lambda: state(d) == "clear", what=f"alice unlocked on {d.node_name}")
+        wait_until(lambda: state(d) == "clear", timeout=PROPAGATION_LIMIT, interval=0.02,
+                   what=f"alice unlocked on {d.node_name}")
         assert auth(d, STRANGER, *ALICE).code == 235, d.node_name
 
 

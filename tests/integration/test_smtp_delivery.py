@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import (CLIENT_NAME, HOSTNAME, T, Delivered, queue_id)
+from conftest import (CLIENT_NAME, HOSTNAME, T, Delivered, queue_id, wait_until)
 
 SIZE_552 = (552, b"5.3.4 Message size exceeds fixed maximum message size")
 
@@ -362,6 +362,23 @@ def test_bare_lf_in_header_refused(daemon):
         r.send(b"Subject: a\nX-Bare: lf\r\n\r\nbody\r\n.\r\n")
         assert r.read_reply() == (550, ["5.6.0 Bare CR or LF not allowed"])
     assert daemon.messages() == []
+
+
+def test_refused_big_message_leaves_nothing(daemon):
+    """The message streams to tmp/ as it arrives; refused at its end (a bare
+    LF after 1 MB), its tmp file is removed, never renamed, and the session
+    goes on."""
+    with raw_authed(daemon) as r:
+        assert r.cmd("MAIL FROM:<alice@example.test>")[0] == 250
+        assert r.cmd("RCPT TO:<bob@example.test>")[0] == 250
+        assert r.cmd("DATA")[0] == 354
+        r.send(b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1024)
+        r.send(b"bare\nlf\r\n.\r\n")
+        assert r.read_reply() == (550, ["5.6.0 Bare CR or LF not allowed"])
+        assert r.cmd("NOOP")[0] == 250
+    assert daemon.messages() == []
+    tmp = daemon.maildir / "tmp"
+    wait_until(lambda: list(tmp.iterdir()) == [], timeout=5, what="an empty tmp/")
 
 
 def test_end_of_data_split_across_writes(daemon):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import (CLIENT_NAME, T, Delivered, free_ports, parse_logfmt, queue_id,
-                      wait_for)
+                      wait_until)
 from dnsutil import DNSResponder, reverse_name
 
 MESSAGE = b"Subject: rdns\r\n\r\nhello\r\n"
@@ -225,7 +225,7 @@ def test_disconnect_while_pending_is_safe(start_daemon, dead_dns):
                 r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         finally:
             r.close()
-    wait_for(lambda: dead_dns.count("PTR") >= 12, what="12 PTR queries")
+    wait_until(lambda: dead_dns.count("PTR") >= 12, what="12 PTR queries")
     # the daemon lives on and serves the next client normally
     s = d.authed()
     try:
@@ -255,7 +255,7 @@ def test_answer_after_disconnect_is_ignored(start_daemon):
                 assert r.read_reply()[0] == 220
             finally:
                 r.close()
-        wait_for(lambda: slow.count("PTR") >= 3, what="3 PTR queries")
+        wait_until(lambda: slow.count("PTR") >= 3, what="3 PTR queries")
         time.sleep(1.0)                                # the answers come in for nobody
         assert d.running()
         assert d.log_lines("rdns", mark) == []         # no session left to log for

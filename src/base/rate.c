@@ -1,5 +1,6 @@
-#include "guard/rate.h"
+#include "base/rate.h"
 
+/* Moves the counter to the period holding `now`. */
 static void rate_roll(struct rate *r, int64_t now, int64_t win)
 {
     if (r->start == 0 || now - r->start >= 2 * win) {
