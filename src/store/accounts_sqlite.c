@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include "base/log.h"
 #include "base/util.h"
 #include "store/accounts_int.h"
@@ -14,7 +15,7 @@
 enum acc_op { A_PUT, A_LIFT, A_EXPIRE, A_FAMILIAR, A_PRUNE, A_BARRIER };
 
 struct acc_item {
-    struct acc_item *next;
+    STAILQ_ENTRY(acc_item) link;
     enum acc_op op;
     struct account_lock l;     /* PUT; id, lifted_* (LIFT, EXPIRE); account (FAMILIAR) */
     struct addr prefix;        /* FAMILIAR */
@@ -22,12 +23,14 @@ struct acc_item {
     bool *done;                /* BARRIER */
 };
 
+STAILQ_HEAD(acc_list, acc_item);
+
 struct acc_sqlite {
     sqlite3 *wdb, *rdb;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv, done_cv;
-    struct acc_item *head, *tail;
+    struct acc_list queue;
     bool stop, failing;
 };
 
@@ -151,18 +154,21 @@ static void *writer_main(void *arg)
     struct acc_sqlite *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->head == NULL && !s->stop)
+        while (STAILQ_EMPTY(&s->queue) && !s->stop)
             pthread_cond_wait(&s->cv, &s->mu);
-        struct acc_item *batch = s->head;
-        s->head = s->tail = NULL;
+        struct acc_list batch = STAILQ_HEAD_INITIALIZER(batch);
+        STAILQ_CONCAT(&batch, &s->queue);
         bool stop = s->stop;
         pthread_mutex_unlock(&s->mu);
-        if (batch == NULL && stop)
+        if (STAILQ_EMPTY(&batch) && stop)
             return NULL;
 
         bool ok = sqlite3_exec(s->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
-        for (struct acc_item *it = batch; it != NULL && ok; it = it->next)
-            ok = exec_item(s->wdb, it);
+        struct acc_item *it;
+        STAILQ_FOREACH(it, &batch, link) {
+            if (ok)
+                ok = exec_item(s->wdb, it);
+        }
         ok = ok && sqlite3_exec(s->wdb, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
         if (!ok) {
             /* The locks hold from memory; only their record is lost. */
@@ -177,12 +183,11 @@ static void *writer_main(void *arg)
         }
 
         pthread_mutex_lock(&s->mu);
-        while (batch != NULL) {
-            struct acc_item *next = batch->next;
-            if (batch->op == A_BARRIER)
-                *batch->done = true;
-            free(batch);
-            batch = next;
+        while ((it = STAILQ_FIRST(&batch)) != NULL) {
+            STAILQ_REMOVE_HEAD(&batch, link);
+            if (it->op == A_BARRIER)
+                *it->done = true;
+            free(it);
         }
         pthread_cond_broadcast(&s->done_cv);
     }
@@ -200,11 +205,7 @@ static struct acc_item *item_new(enum acc_op op)
 static void enqueue(struct acc_sqlite *s, struct acc_item *it)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->tail)
-        s->tail->next = it;
-    else
-        s->head = it;
-    s->tail = it;
+    STAILQ_INSERT_TAIL(&s->queue, it, link);
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
 }
@@ -370,9 +371,11 @@ struct acc_sqlite *acc_sqlite_open(const char *path, char *err, size_t errlen)
     struct acc_sqlite *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
+    STAILQ_INIT(&s->queue);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+    /* The block store's writer may hold the file: wait for it, up to 5 s. */
     if (sqlite3_open_v2(path, &s->wdb, flags, NULL) != SQLITE_OK ||
-        (sqlite3_busy_timeout(s->wdb, 5000), false) ||
+        sqlite3_busy_timeout(s->wdb, 5000) != SQLITE_OK ||
         sqlite3_exec(s->wdb, schema, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(s->wdb, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
