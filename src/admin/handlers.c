@@ -379,8 +379,9 @@ static json_t *do_unlock(struct req *r)
         return fail(r, strcmp(err, "not locked") == 0 ? ADMIN_NOT_FOUND : ADMIN_FAILED, err);
     char id[17];
     store_id_format(lifted.id, id);
-    log_event(LOG_WARN, "account_unlock", "account", lifted.account[0] ? lifted.account : r->q->name,
-              "lock", id, "by", by, "note", why, NULL);
+    const char *name = lifted.account[0] ? lifted.account : r->q->name;
+    log_event(LOG_WARN, "account_unlock", "account", name, "lock", id, "by", by, "note", why,
+              NULL);
     /* The record as the store now has it (lifted), else what we know. */
     struct account_lock rec = {0};
     accounts_history(r->srv->accounts, r->q->name, 1, newest_lock_cb, &rec);

@@ -10,7 +10,8 @@ struct acc_sqlite;
 struct acc_sqlite *acc_sqlite_open(const char *path, char *err, size_t errlen);
 void acc_sqlite_close(struct acc_sqlite *s);
 void acc_sqlite_put(struct acc_sqlite *s, const struct account_lock *l);
-void acc_sqlite_lift(struct acc_sqlite *s, uint64_t id, int64_t at, const char *by, const char *why);
+void acc_sqlite_lift(struct acc_sqlite *s, uint64_t id, int64_t at, const char *by,
+                     const char *why);
 void acc_sqlite_expire(struct acc_sqlite *s, uint64_t id, int64_t at);
 void acc_sqlite_familiar(struct acc_sqlite *s, const char *name, const struct addr *p, int64_t at);
 /* Forgets ended locks that ended before `locks`, logins before `logins`. */

@@ -76,7 +76,8 @@ static const char lua_repeat[] =
 /* KEYS: rep:PREFIX, repn:PREFIX; ARGV: now, window. */
 static const char lua_repeats[] =
     "local n = 0\n"
-    "for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[2])), '+inf')) do\n"
+    "local since = '(' .. (tonumber(ARGV[1]) - tonumber(ARGV[2]))\n"
+    "for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf')) do\n"
     "  n = n + tonumber(redis.call('HGET', KEYS[2], m) or '0')\n"
     "end\n"
     "return n\n";
@@ -162,7 +163,9 @@ static const char lua_status[] =
     "local e = 0\n"
     "if h[1] and win > 0 then local s, c, p = roll(h, now, win); e = est(s, c, p, now, win) end\n"
     "local fam = 0; local all = redis.call('HGETALL', KEYS[3])\n"
-    "for i = 2, #all, 2 do if now - tonumber(all[i]) < tonumber(ARGV[4]) then fam = fam + 1 end end\n"
+    "for i = 2, #all, 2 do\n"
+    "  if now - tonumber(all[i]) < tonumber(ARGV[4]) then fam = fam + 1 end\n"
+    "end\n"
     "local id = redis.call('GET', KEYS[2])\n"
     "local rec = {}\n"
     "if id then rec = redis.call('HGETALL', ARGV[1] .. 'alock:' .. id) end\n"
@@ -408,7 +411,8 @@ int acc_redis_may_try(struct acc_redis *r, const struct config *c, const char *n
     redisReply *rep = eval(r, lua_may, 2, &a);
     if (rep == NULL)
         return -1;
-    int may = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 ? (int)int_of(rep->element[0]) : 1;
+    int may = rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1
+                  ? (int)int_of(rep->element[0]) : 1;
     if (may == 0 && (rep->elements < 2 || !lock_of(rep->element[1], lock)))
         memset(lock, 0, sizeof *lock);
     freeReplyObject(rep);
@@ -480,7 +484,8 @@ int acc_redis_fail(struct acc_redis *r, const struct config *c, const char *name
     redisReply *rep = eval(r, lua_fail, 3, &a);
     if (rep == NULL)
         return -1;
-    int locked = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 && int_of(rep->element[0]) == 1;
+    int locked = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+                 int_of(rep->element[0]) == 1;
     if (locked) {
         memset(made, 0, sizeof *made);
         made->id = id;

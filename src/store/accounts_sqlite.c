@@ -378,7 +378,8 @@ struct acc_sqlite *acc_sqlite_open(const char *path, char *err, size_t errlen)
         sqlite3_busy_timeout(s->wdb, 5000) != SQLITE_OK ||
         sqlite3_exec(s->wdb, schema, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(s->wdb, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, s->wdb ? sqlite3_errmsg(s->wdb) : "cannot open");
         sqlite3_close(s->wdb);
         sqlite3_close(s->rdb);
