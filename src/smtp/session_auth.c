@@ -1,6 +1,10 @@
 /* session_auth: AUTH (RFC 4954) with PLAIN and LOGIN; the check itself is
- * the auth backend's (auth/auth.h), asked asynchronously. A failure is an
- * offence for the guard and is answered after failure_delay (the tarpit). */
+ * the auth backend's (auth/auth.h), asked asynchronously. Around it, the
+ * account rules (store/accounts.h, SPEC §4): an account locked against
+ * this prefix is refused before any check; a failure that repeats an
+ * earlier one counts nowhere, any other is an offence for the guard and
+ * counts toward the account; every 535 is answered after failure_delay
+ * (the tarpit). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
