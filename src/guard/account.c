@@ -529,6 +529,21 @@ size_t account_familiar_list(struct account_table *t, const struct config *c, co
     return n;
 }
 
+void account_locks(struct account_table *t, int64_t now, account_lock_cb cb, void *ctx)
+{
+    pthread_mutex_lock(&t->mu);
+    for (struct acct *e = t->lists[L_LOCKED].newest; e != NULL; e = e->older) {
+        if (!locked(e, now))
+            continue;
+        struct account_lock l = {.id = e->lock_id, .reason = (enum account_reason)e->lock_reason,
+                                 .state = LOCK_ACTIVE, .started_at = e->lock_started,
+                                 .expires_at = e->lock_until};
+        util_strlcpy(l.account, e->name, sizeof l.account);
+        cb(ctx, &l);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
 void account_stats(struct account_table *t, int64_t now, struct account_stats *out)
 {
     memset(out, 0, sizeof *out);

@@ -126,6 +126,10 @@ void account_status(struct account_table *t, const struct config *c, const char 
 size_t account_familiar_list(struct account_table *t, const struct config *c, const char *name,
                              int64_t now, struct addr *out, int64_t *last_login, size_t max);
 
+/* Every lock in force (a copy; its events and window are the store's). */
+typedef void (*account_lock_cb)(void *ctx, const struct account_lock *l);
+void account_locks(struct account_table *t, int64_t now, account_lock_cb cb, void *ctx);
+
 struct account_stats {
     size_t accounts;             /* tracked now */
     size_t locks;                /* in force */

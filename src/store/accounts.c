@@ -21,6 +21,7 @@ struct accounts {
     struct account_lock *writeback;
     size_t nwriteback;
     bool key_shared;             /* the repeat key is the cluster's */
+    bool away;                   /* Redis did not answer the last call */
     int64_t familiar_step_ms;    /* record a familiar login again only after this */
 };
 
@@ -101,8 +102,23 @@ bool accounts_waits(const struct accounts *a)
 
 /* ---- cluster bookkeeping ------------------------------------------------ */
 
-/* Redis answered: the locks made alone meanwhile go back, and the repeat
- * key becomes the cluster's. */
+static void put_back(void *ctx, const struct account_lock *l)
+{
+    struct accounts *a = ctx;
+    acc_redis_put(a->rd, l);
+}
+
+/* A call could not reach Redis: the next one that does resynchronises. */
+static void redis_away(struct accounts *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->away = true;
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Redis answered. After an outage, the locks this node made alone go back
+ * (whole records), then every other lock it knows (Redis may have lost
+ * them); a lock Redis has in force wins over both. */
 static bool share_key(struct accounts *a)
 {
     pthread_mutex_lock(&a->mu);
@@ -121,14 +137,21 @@ static bool share_key(struct accounts *a)
 static void redis_answered(struct accounts *a)
 {
     pthread_mutex_lock(&a->mu);
-    struct account_lock *wb = a->writeback;
-    size_t n = a->nwriteback;
-    a->writeback = NULL;
-    a->nwriteback = 0;
+    bool away = a->away;
+    struct account_lock *wb = away ? a->writeback : NULL;
+    size_t n = away ? a->nwriteback : 0;
+    if (away) {
+        a->writeback = NULL;
+        a->nwriteback = 0;
+        a->away = false;
+    }
     pthread_mutex_unlock(&a->mu);
+    if (!away)
+        return;
     for (size_t i = 0; i < n; i++)
         acc_redis_put(a->rd, &wb[i]);
     free(wb);
+    account_locks(a->t, util_now_ms(), put_back, a);
 }
 
 static void remember_writeback(struct accounts *a, const struct account_lock *l)
@@ -155,7 +178,8 @@ bool accounts_may_try(struct accounts *a, const struct config *c, const char *us
         return true;
     if (a->rd != NULL) {
         struct account_lock lock;
-        int may = acc_redis_may_try(a->rd, c, name, prefix, now, &lock);
+        int64_t login;
+        int may = acc_redis_may_try(a->rd, c, name, prefix, now, &lock, &login);
         if (may >= 0) {
             redis_answered(a);
             /* Mirror the answer, for the time Redis may be away. */
@@ -164,8 +188,11 @@ bool accounts_may_try(struct accounts *a, const struct config *c, const char *us
                 account_install(a->t, &lock, now);
             else if (may == 1)
                 account_unlock(a->t, name, now, &gone);    /* lifted elsewhere */
+            else if (login > 0)
+                account_familiar(a->t, name, prefix, login);
             return may != 0;
         }
+        redis_away(a);
     }
     return account_may_try(a->t, c, name, prefix, now);
 }
@@ -210,6 +237,7 @@ void accounts_failed(struct accounts *a, const struct config *c, const char *use
             return;
         }
         /* Away: count and decide here. */
+        redis_away(a);
     }
     out->locked = account_fail(a->t, c, name, now, &out->lock);
     if (!out->locked)
@@ -234,6 +262,8 @@ void accounts_succeeded(struct accounts *a, const struct config *c, const char *
         acc_sqlite_familiar(a->sq, name, prefix, now);
     else if (a->rd != NULL && acc_redis_familiar(a->rd, c, name, prefix, now))
         redis_answered(a);
+    else if (a->rd != NULL)
+        redis_away(a);
 }
 
 /* ---- the support desk --------------------------------------------------------- */

@@ -32,10 +32,12 @@ struct acc_redis *acc_redis_open(const struct config *c, char *err, size_t errle
 void acc_redis_close(struct acc_redis *r);
 /* The cluster's repeat key, made by whichever node asks first. */
 bool acc_redis_repeat_key(struct acc_redis *r, uint8_t key[32]);
-/* 1: may try, no lock; 2: may try, locked but familiar; 0: locked and
- * prefix unfamiliar (*lock filled); -1. */
+/* 1: may try, no lock; 2: may try, locked but familiar (*last_login: that
+ * prefix's latest login); 0: locked and prefix unfamiliar (*lock filled);
+ * -1. */
 int acc_redis_may_try(struct acc_redis *r, const struct config *c, const char *name,
-                      const struct addr *prefix, int64_t now, struct account_lock *lock);
+                      const struct addr *prefix, int64_t now, struct account_lock *lock,
+                      int64_t *last_login);
 /* 1: fingerprint fp failed from prefix within the window; 0: it did not; -1. */
 int acc_redis_repeat(struct acc_redis *r, const struct config *c, const struct addr *prefix,
                      uint64_t fp, int64_t now);

@@ -49,7 +49,7 @@ static const char lua_may[] =
     "local id = redis.call('GET', KEYS[1])\n"
     "if not id then return {1} end\n"
     "local last = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')\n"
-    "if tonumber(ARGV[3]) - last < tonumber(ARGV[4]) then return {2} end\n"
+    "if tonumber(ARGV[3]) - last < tonumber(ARGV[4]) then return {2, last} end\n"
     "return {0, redis.call('HGETALL', ARGV[1] .. 'alock:' .. id)}\n";
 
 /* KEYS: rep:PREFIX, repn:PREFIX; ARGV: fingerprint, now, window, slots. */
@@ -397,7 +397,8 @@ bool acc_redis_repeat_key(struct acc_redis *r, uint8_t key[32])
 }
 
 int acc_redis_may_try(struct acc_redis *r, const struct config *c, const char *name,
-                      const struct addr *prefix, int64_t now, struct account_lock *lock)
+                      const struct addr *prefix, int64_t now, struct account_lock *lock,
+                      int64_t *last_login)
 {
     char p[ADDR_STRLEN];
     addr_format(prefix, true, p);
@@ -415,6 +416,7 @@ int acc_redis_may_try(struct acc_redis *r, const struct config *c, const char *n
                   ? (int)int_of(rep->element[0]) : 1;
     if (may == 0 && (rep->elements < 2 || !lock_of(rep->element[1], lock)))
         memset(lock, 0, sizeof *lock);
+    *last_login = may == 2 && rep->elements == 2 ? int_of(rep->element[1]) : 0;
     freeReplyObject(rep);
     return may;
 }

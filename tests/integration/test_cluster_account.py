@@ -68,3 +68,37 @@ def test_a_repeat_on_another_node_is_still_a_repeat(cluster):
     for d in nodes:
         assert d.ctl_json("status", src)["state"] == "clear", d.node_name
     assert nodes[0].ctl_json("account", ALICE[0])["failures"] <= 3
+
+
+def test_redis_outage_known_locks_hold_and_come_back(cluster, redis):
+    """Same outage rules as blocks: known locks stay enforced, failures are
+    counted locally (and lock locally), and after Redis returns (empty: it
+    lost everything) the locks the nodes know are written back to it."""
+    nodes = cluster(guard=ACCOUNT, n=2)
+    n1, n2 = nodes
+    assert auth(n1, OWNER, *ALICE).code == 235
+    for i in range(6):
+        assert auth(nodes[i % 2], f"127.0.0.{10 + i}", ALICE[0], f"spray-{i}").code == 535
+    # both nodes have met the lock (a stranger tried each) and the owner
+    for d in nodes:
+        assert auth(d, STRANGER, *ALICE).code == 535
+        assert auth(d, OWNER, *ALICE).code == 235
+
+    redis.kill9()
+    for d in nodes:
+        assert auth(d, STRANGER, *ALICE).code == 535, f"{d.node_name} forgot the lock"
+        assert auth(d, OWNER, *ALICE).code == 235, f"{d.node_name} forgot the owner"
+    # counted locally meanwhile: six failures for bob on node2 lock him there
+    for i in range(6):
+        assert auth(n2, f"127.0.0.{30 + i}", "bob@example.test", f"guess-{i}").code == 535
+    assert auth(n2, STRANGER, "bob@example.test", "bob-secret").code == 535
+    n2.wait_log(r"event=account_lock\b.*account=bob@example\.test")
+
+    redis.start()
+    # the next call that reaches Redis writes back what each node knows
+    wait_until(lambda: auth(n2, "127.0.0.40", "carol@example.test", "x").code == 535
+               and redis.cli("exists", "portcullis:alocked:bob@example.test") == "1",
+               timeout=20, what="node2 writing its locks back")
+    for who in ("alice@example.test", "bob@example.test"):
+        wait_until(lambda: n1.ctl_json("account", who)["state"] == "locked",
+                   timeout=20, what=f"{who} locked as node1 reads Redis")
