@@ -157,6 +157,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     if (now - last_prune > 3600000) {
         last_prune = now;
         store_prune(s->store, now - c->history_retention_ms);
+        accounts_prune(s->accounts, c, now);
     }
     config_unref(c);
 }

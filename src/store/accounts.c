@@ -364,6 +364,10 @@ void accounts_sweep(struct accounts *a, const struct config *c, int64_t now)
 {
     account_sweep(a->t, c, now);
     repeat_sweep(a->rep, now, c->auth_fail_window_ms);
+}
+
+void accounts_prune(struct accounts *a, const struct config *c, int64_t now)
+{
     if (a->sq != NULL)
         acc_sqlite_prune(a->sq, now - c->history_retention_ms, now - c->familiar_for_ms);
 }

@@ -84,8 +84,11 @@ bool accounts_unlock(struct accounts *a, const struct config *c, const char *nam
 
 /* Ends the locks whose time is up (records them); cb (may be NULL) per lock. */
 size_t accounts_expire(struct accounts *a, int64_t now, accounts_lock_cb cb, void *ctx);
-/* Frees idle entries and prunes old history (history_retention). */
+/* Frees idle entries of the tables in memory. */
 void accounts_sweep(struct accounts *a, const struct config *c, int64_t now);
+/* Forgets old records: ended locks after history_retention, logins after
+ * familiar_for (one node; Redis expires its keys itself). */
+void accounts_prune(struct accounts *a, const struct config *c, int64_t now);
 
 struct accounts_stats {
     struct account_stats accounts;

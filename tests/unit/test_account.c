@@ -328,6 +328,34 @@ static void test_table_bound(void **state)
     config_unref(c);
 }
 
+static void count_lock(void *ctx, const struct account_lock *l)
+{
+    int *n = ctx;
+    assert_int_equal(l->state, LOCK_ACTIVE);
+    (*n)++;
+}
+
+static void test_locks_listed(void **state)
+{
+    (void)state;
+    struct config *c = cfg(1);
+    struct account_table *t = account_new(100);
+    struct account_lock l;
+    assert_true(account_fail(t, c, "a@x", T0, &l));
+    assert_true(account_fail(t, c, "b@x", T0, &l));
+    assert_true(account_fail(t, c, "c@x", T0, &l));
+    uint64_t id;
+    assert_true(account_unlock(t, "c@x", T0 + 1, &id));
+    int n = 0;
+    account_locks(t, T0 + 1, count_lock, &n);
+    assert_int_equal(n, 2);
+    n = 0;
+    account_locks(t, T0 + HOUR, count_lock, &n);     /* ran out */
+    assert_int_equal(n, 0);
+    account_free(t);
+    config_unref(c);
+}
+
 static void test_table_full_of_locks(void **state)
 {
     (void)state;
@@ -379,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_unlock_install_remove),
         cmocka_unit_test(test_shared_decides),
         cmocka_unit_test(test_table_bound),
+        cmocka_unit_test(test_locks_listed),
         cmocka_unit_test(test_table_full_of_locks),
         cmocka_unit_test(test_sweep),
     };
