@@ -102,11 +102,10 @@ bool accounts_waits(const struct accounts *a)
 
 /* ---- cluster bookkeeping ------------------------------------------------ */
 
-static void put_back(void *ctx, const struct account_lock *l)
-{
-    struct accounts *a = ctx;
-    acc_redis_put(a->rd, l);
-}
+struct lock_list {
+    struct account_lock *v;
+    size_t n, cap;
+};
 
 /* A call could not reach Redis: the next one that does resynchronises. */
 static void redis_away(struct accounts *a)
@@ -116,9 +115,9 @@ static void redis_away(struct accounts *a)
     pthread_mutex_unlock(&a->mu);
 }
 
-/* Redis answered. After an outage, the locks this node made alone go back
- * (whole records), then every other lock it knows (Redis may have lost
- * them); a lock Redis has in force wins over both. */
+/* Every node must fingerprint with the cluster's key (made by whichever
+ * node asked first), so that a retry sent to another node is still a
+ * repeat. Until Redis answers, this node's own key does. */
 static bool share_key(struct accounts *a)
 {
     pthread_mutex_lock(&a->mu);
@@ -134,8 +133,26 @@ static bool share_key(struct accounts *a)
     return true;
 }
 
+static void collect_lock(void *ctx, const struct account_lock *l)
+{
+    struct lock_list *v = ctx;
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        struct account_lock *p = realloc(v->v, cap * sizeof *p);
+        if (p == NULL)
+            return;
+        v->v = p;
+        v->cap = cap;
+    }
+    v->v[v->n++] = *l;
+}
+
+/* Redis answered. After an outage, the locks this node made alone go back
+ * (whole records), then every other lock it knows (Redis may have lost
+ * them); a lock Redis has in force wins over both. */
 static void redis_answered(struct accounts *a)
 {
+    share_key(a);
     pthread_mutex_lock(&a->mu);
     bool away = a->away;
     struct account_lock *wb = away ? a->writeback : NULL;
@@ -151,7 +168,12 @@ static void redis_answered(struct accounts *a)
     for (size_t i = 0; i < n; i++)
         acc_redis_put(a->rd, &wb[i]);
     free(wb);
-    account_locks(a->t, util_now_ms(), put_back, a);
+    /* Copied out first: no Redis call under the table's lock. */
+    struct lock_list known = {0};
+    account_locks(a->t, util_now_ms(), collect_lock, &known);
+    for (size_t i = 0; i < known.n; i++)
+        acc_redis_put(a->rd, &known.v[i]);
+    free(known.v);
 }
 
 static void remember_writeback(struct accounts *a, const struct account_lock *l)
@@ -199,9 +221,8 @@ bool accounts_may_try(struct accounts *a, const struct config *c, const char *us
 
 uint64_t accounts_fingerprint(struct accounts *a, const char *user, const char *pass)
 {
-    /* In a cluster every node must hash with the cluster's key. */
-    if (a->rd != NULL)
-        share_key(a);
+    /* No network here (a worker calls it): the key is fetched where Redis
+     * is asked anyway (share_key). */
     return repeat_fingerprint(a->rep, user, pass);
 }
 
