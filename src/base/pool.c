@@ -22,6 +22,7 @@ struct pool {
     pthread_cond_t cv;
     struct job_list queue;
     bool stop;
+    bool stopped;       /* threads joined: jobs run in the caller */
     int n;
     pthread_t *threads;
 };
@@ -143,6 +144,14 @@ struct pool *pool_new(int threads)
     return p;
 }
 
+bool pool_mailbox_pending(struct pool_mailbox *m)
+{
+    pthread_mutex_lock(&m->mu);
+    bool pending = !STAILQ_EMPTY(&m->done);
+    pthread_mutex_unlock(&m->mu);
+    return pending;
+}
+
 void pool_submit(struct pool *p, struct pool_mailbox *m, pool_fn work, pool_fn done, void *arg)
 {
     struct job *j = calloc(1, sizeof *j);
@@ -153,8 +162,35 @@ void pool_submit(struct pool *p, struct pool_mailbox *m, pool_fn work, pool_fn d
     j->arg = arg;
     j->mb = m;
     pthread_mutex_lock(&p->mu);
+    if (p->stopped) {
+        /* Shutting down (pool_stop): the work runs here, its done as ever
+         * through the mailbox. */
+        pthread_mutex_unlock(&p->mu);
+        work(arg);
+        if (done != NULL && m != NULL)
+            deliver(m, j);
+        else
+            free(j);
+        return;
+    }
     STAILQ_INSERT_TAIL(&p->queue, j, link);
     pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void pool_stop(struct pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool was = p->stop;
+    p->stop = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (was)
+        return;
+    for (int i = 0; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
+    pthread_mutex_lock(&p->mu);
+    p->stopped = true;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -162,12 +198,7 @@ void pool_free(struct pool *p)
 {
     if (p == NULL)
         return;
-    pthread_mutex_lock(&p->mu);
-    p->stop = true;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->n; i++)
-        pthread_join(p->threads[i], NULL);
+    pool_stop(p);
     free(p->threads);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);

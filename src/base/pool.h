@@ -5,17 +5,23 @@
 #define PORTCULLIS_POOL_H
 
 #include <event2/event.h>
+#include <stdbool.h>
 
 struct pool;
 typedef void (*pool_fn)(void *arg);
 
 struct pool *pool_new(int threads);
-void pool_free(struct pool *p);     /* finishes queued jobs first */
+/* Finishes the queued jobs and stops the threads; jobs submitted after it
+ * run in the caller (their done still goes through the mailbox). */
+void pool_stop(struct pool *p);
+void pool_free(struct pool *p);     /* pool_stop, then frees */
 
 /* A per-event-base mailbox that `done` callbacks are delivered through. */
 struct pool_mailbox;
 struct pool_mailbox *pool_mailbox_new(struct event_base *base);
 void pool_mailbox_free(struct pool_mailbox *m);
+/* Has m dones waiting for its event base? */
+bool pool_mailbox_pending(struct pool_mailbox *m);
 
 /* Runs work(arg) on the pool, then done(arg) on m's event base. */
 void pool_submit(struct pool *p, struct pool_mailbox *m, pool_fn work, pool_fn done, void *arg);

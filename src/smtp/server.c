@@ -333,11 +333,16 @@ void server_join(struct server *s)
 void server_free(struct server *s)
 {
     /* The workers are stopped: finish the pool's jobs, run their replies
-     * here, then drop what is still open. */
-    pool_free(s->pool);
+     * here (a reply may start another job, now run in this thread: a
+     * message being written goes on to its end), then drop what is still
+     * open. */
+    pool_stop(s->pool);
     for (int i = 0; i < s->nworkers; i++) {
         struct worker *w = &s->workers[i];
-        event_base_loop(w->env.base, EVLOOP_NONBLOCK);
+        int rounds = 0;
+        do
+            event_base_loop(w->env.base, EVLOOP_NONBLOCK);
+        while (pool_mailbox_pending(w->env.mb) && ++rounds < 100000);
         session_drop_all(&w->env);
         if (w->env.dns != NULL) {
             /* The sessions cancelled their lookups; evdns answers each
@@ -359,4 +364,5 @@ void server_free(struct server *s)
         event_base_free(w->env.base);
     }
     free(s->workers);
+    pool_free(s->pool);
 }

@@ -5,6 +5,7 @@ import json
 import time
 
 from clusterutil import (  # noqa: F401  (fixtures)
+    wait_until,
     BLOCK_KEYS, COUNTER_KEYS, STATUS_KEYS, Conn, T, cluster, ctl_request, greeting,
     greeting_554, redis, wait_greeting,
 )
@@ -123,12 +124,20 @@ def test_status_counters_are_the_cluster_sums_on_every_node(cluster):
             c.cmd("QUIT")
         finally:
             c.close()
-    time.sleep(0.5)
-    counters = {d.node_name: d.ctl_json("status", src)["counters"] for d in nodes}
-    for name, c in counters.items():
+    def counters():
+        return {d.node_name: d.ctl_json("status", src)["counters"] for d in nodes}
+
+    def all_three():
+        return all((c["auth_failures"], c["unauth_attempts"], c["connections"]) == (3, 3, 3)
+                   for c in counters().values())
+
+    # every count reaches Redis; each node then reads the cluster's sums
+    wait_until(all_three, timeout=5,
+               what=f"status counters of {src} after 1 failure + 1 unauthenticated MAIL + 1 "
+                    f"connection on each of 3 nodes: 3/3/3 on every node")
+    for name, c in counters().items():
         assert (c["auth_failures"], c["unauth_attempts"], c["connections"]) == (3, 3, 3), \
-            f"status counters of {src} after 1 failure + 1 unauthenticated MAIL + 1 " \
-            f"connection on each of 3 nodes: expected 3/3/3 on every node, got {counters}"
+            (name, c)
 
 
 def test_stats_json_on_every_node(cluster):

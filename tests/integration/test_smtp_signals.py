@@ -160,3 +160,22 @@ def test_restart_keeps_serving(daemon):
     with daemon.authed() as s:
         s.sendmail("alice@example.test", ["bob@example.test"], b"Subject: 2\r\n\r\n2\r\n")
     assert len(daemon.messages()) == 2
+
+
+def test_second_sigterm_mid_message_exits_cleanly(daemon):
+    """A second SIGTERM stops at once, while a message is being streamed to
+    tmp/: the daemon exits 0 (and clean under the sanitizers: the teardown
+    checks), the message is not delivered, and no tmp/ file is left."""
+    with daemon.authed() as s:
+        s.mail("alice@example.test")
+        s.rcpt("bob@example.test")
+        code, _ = s.docmd("DATA")
+        assert code == 354
+        s.send(b"Subject: cut short\r\n\r\n" + (b"y" * 998 + b"\r\n") * 2048)
+        start = daemon.mark()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait_log(r"event=shutdown\b", start=start)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=20 * T) == 0
+    assert daemon.messages() == []
+    assert list((daemon.maildir / "tmp").iterdir()) == []
