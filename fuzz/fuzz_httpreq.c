@@ -18,6 +18,15 @@ static void check_req(const struct ctlreq *r, enum ctlreq_cmd cmd)
 {
     CHECK(r->cmd == cmd);
     CHECK(strcmp(r->by, "fuzz") == 0);
+    if (ctlreq_takes_name(cmd)) {
+        /* A name goes into logs and JSON: it passed the check, and is one. */
+        char e[CTLREQ_ERR_MAX];
+        CHECK(ctlreq_name(r->name, e, sizeof e));
+        json_t *n = json_string(r->name);
+        CHECK(n != NULL);
+        json_decref(n);
+        return;
+    }
     struct addr back;
     CHECK(addr_parse(r->ip, true, &back) && addr_equal(&back, &r->addr));
     if (cmd == CTLREQ_BLOCK)
@@ -75,11 +84,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_req(&r, CTLREQ_STATUS);
         if (httpreq_list_query(s, "fuzz", &r, err))
             CHECK(r.cmd == CTLREQ_LIST && (unsigned)r.filter <= CTLREQ_TEMPORARY);
+        if (httpreq_name_query(CTLREQ_ACCOUNT, s, "fuzz", &r, err))
+            check_req(&r, CTLREQ_ACCOUNT);
         (void)selfserve_format_of(s);
         break;
     case 2:
     case 3: {
-        enum ctlreq_cmd c = what == 2 ? CTLREQ_BLOCK : CTLREQ_UNBLOCK;
+        /* The body's first byte picks unlock now and then. */
+        enum ctlreq_cmd c = what == 2 ? CTLREQ_BLOCK : len > 0 && (s[0] & 1) ? CTLREQ_UNLOCK
+                                                                             : CTLREQ_UNBLOCK;
         if (httpreq_body(c, s, len, "fuzz", &r, err))
             check_req(&r, c);
         else

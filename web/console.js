@@ -202,7 +202,8 @@ function showStatus(st) {
                                   [c.connections || 0, "connections"],
                                   [c.concurrent || 0, "open now"]]));
   fact(dl, "Blocks lately", String(st.offenses || 0) + " within the offense memory");
-  if (st.repeats !== undefined) fact(dl, "Repeated failures", String(st.repeats) + " (same user and password, counted once)");
+  if (st.repeats) fact(dl, "Repeated failures", st.repeats + " of the failures were the same wrong password repeated — " +
+                       "typically a stale password in a mail program or contact form (counted once, never a block by themselves)");
 
   $("lift-form").hidden = st.state === "clear";
   $("block-box").open = st.state === "clear";
@@ -341,4 +342,82 @@ document.addEventListener("DOMContentLoaded", () => {
   if (saved) signIn(saved);
   else $("token").focus();
   setInterval(() => { if (!$("desk").hidden) loadStats().catch(() => {}); }, 30000);
+});
+
+// ---- one account (SPEC §5 account, unlock) ---------------------------------------
+
+let currentAccount = null;
+
+function accountSummary(a) {
+  if (a.state === "locked")
+    return "Locked since " + utc(a.lock.started_at) + ": " + a.lock.events + " failed logins from many addresses. " +
+           "Addresses that logged in to it lately (" + a.familiar + ") still may; any other gets “wrong password”, " +
+           "even with the right one, until " + utc(a.lock.expires_at) + " (" + ago(a.lock.expires_at) + ").";
+  const last = a.last_lock;
+  return last ? "Not locked now. Its last lock ended " + ago(last.lifted_at || last.expires_at) + "."
+              : "Not locked, and never was.";
+}
+
+function lockItem(l) {
+  const li = el("li", l.state);
+  const top = el("div", "top");
+  top.append(el("span", "when", utc(l.started_at)), el("span", "badge " + l.state, l.state));
+  li.append(top);
+  li.append(el("div", null, l.reason === "manual" ? "locked by hand" : "too many failed logins from many addresses"));
+  const w = windowText(l);
+  if (w) li.append(el("div", "line", "window: " + w));
+  if (l.state === "lifted") {
+    const lift = el("div", "lift");
+    lift.append(el("span", null, "lifted " + utc(l.lifted_at) + " by "), el("strong", null, l.lifted_by || "someone"),
+                el("span", null, l.lift_reason ? ": " + l.lift_reason : " (no reason given)"));
+    li.append(lift);
+  }
+  if (l.node) li.append(el("div", "line", "node " + l.node));
+  return li;
+}
+
+async function lookupAccount(name) {
+  say("acct-error", "");
+  try {
+    const a = await api("/api/v1/account?name=" + encodeURIComponent(name));
+    currentAccount = a.account;
+    $("acct-result").hidden = false;
+    $("a-name").textContent = a.account;
+    const badge = $("a-badge");
+    badge.className = "badge " + (a.state === "locked" ? "blocked" : "clear");
+    badge.textContent = a.state;
+    $("a-summary").textContent = accountSummary(a);
+    const dl = $("a-facts");
+    clear(dl);
+    fact(dl, "Failed logins now", String(a.failures) + " (all addresses together)");
+    fact(dl, "Familiar addresses", String(a.familiar));
+    $("unlock-form").hidden = a.state !== "locked";
+    const ol = $("locks");
+    clear(ol);
+    for (const l of a.locks) ol.append(lockItem(l));
+    $("l-empty").hidden = a.locks.length > 0;
+  } catch (e) {
+    if (e.status !== 401) say("acct-error", e.message);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("acct-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const n = $("acct").value.trim();
+    if (n) lookupAccount(n);
+  });
+  $("unlock-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const reason = $("unlock-reason").value.trim();
+    say("acct-error", "");
+    try {
+      await api("/api/v1/unlock", { name: currentAccount, reason });
+      $("unlock-reason").value = "";
+      await lookupAccount(currentAccount);
+      say("acct-msg", "Unlocked. " + currentAccount + " may log in from anywhere again.");
+    } catch (e) {
+      if (e.status !== 401) say("acct-error", e.message);
+    }
+  });
 });

@@ -11,7 +11,7 @@ _Static_assert(sizeof ((struct guard_block *)0)->note ==
 static const char *const cmd_names[CTLREQ_NCMD] = {
     [CTLREQ_STATUS] = "status", [CTLREQ_HISTORY] = "history", [CTLREQ_LIST] = "list",
     [CTLREQ_BLOCK] = "block", [CTLREQ_UNBLOCK] = "unblock", [CTLREQ_STATS] = "stats",
-    [CTLREQ_RELOAD] = "reload",
+    [CTLREQ_RELOAD] = "reload", [CTLREQ_ACCOUNT] = "account", [CTLREQ_UNLOCK] = "unlock",
 };
 
 static const char *const filter_names[] = {
@@ -32,6 +32,33 @@ bool ctlreq_command(const char *name, enum ctlreq_cmd *out)
 bool ctlreq_takes_ip(enum ctlreq_cmd c)
 {
     return c == CTLREQ_STATUS || c == CTLREQ_HISTORY || c == CTLREQ_BLOCK || c == CTLREQ_UNBLOCK;
+}
+
+bool ctlreq_takes_name(enum ctlreq_cmd c)
+{
+    return c == CTLREQ_ACCOUNT || c == CTLREQ_UNLOCK;
+}
+
+bool ctlreq_name(const char *name, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    size_t n = name != NULL ? strlen(name) : 0;
+    if (n == 0)
+        why = "name is an account name";
+    else if (n >= ACCOUNT_NAME_MAX)
+        why = "name is longer than 255 bytes";
+    for (size_t i = 0; why == NULL && i < n;) {
+        unsigned char ch = (unsigned char)name[i];
+        size_t len = ch < 0x80 ? 1 : util_utf8_char(name + i);
+        if (len == 0)
+            why = "name is not UTF-8";
+        else if (ch < 0x20 || ch == 0x7f)
+            why = "name holds a control character";
+        i += len ? len : 1;
+    }
+    if (why != NULL)
+        util_strlcpy(err, why, errlen);
+    return why == NULL;
 }
 
 const char *ctlreq_filter_name(enum ctlreq_filter f)
@@ -69,6 +96,12 @@ static const char *check_args(json_t *in, struct ctlreq *r, char err[CTLREQ_ERR_
         if (!ctlreq_ip(ip, &r->addr, err, CTLREQ_ERR_MAX))
             return err;
         util_strlcpy(r->ip, ip, sizeof r->ip);
+    }
+    if (ctlreq_takes_name(r->cmd)) {
+        const char *name = json_string_value(json_object_get(in, "name"));
+        if (!ctlreq_name(name, err, CTLREQ_ERR_MAX))
+            return err;
+        util_strlcpy(r->name, name, sizeof r->name);
     }
     if (r->cmd == CTLREQ_LIST) {
         const char *f = json_string_value(json_object_get(in, "filter"));

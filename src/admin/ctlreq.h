@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "base/addr.h"
+#include "guard/account.h"
 #include "guard/guard.h"
 
 /* A request line is at most this long (without its LF); a longer one is
@@ -27,9 +28,9 @@
 
 enum ctlreq_cmd {
     CTLREQ_STATUS, CTLREQ_HISTORY, CTLREQ_LIST, CTLREQ_BLOCK, CTLREQ_UNBLOCK,
-    CTLREQ_STATS, CTLREQ_RELOAD,
+    CTLREQ_STATS, CTLREQ_RELOAD, CTLREQ_ACCOUNT, CTLREQ_UNLOCK,
 };
-#define CTLREQ_NCMD (CTLREQ_RELOAD + 1)
+#define CTLREQ_NCMD (CTLREQ_UNLOCK + 1)
 
 enum ctlreq_filter { CTLREQ_ALL, CTLREQ_PERMANENT, CTLREQ_TEMPORARY };
 
@@ -38,6 +39,9 @@ struct ctlreq {
     /* status, history, block, unblock. */
     char ip[ADDR_STRLEN + 8];      /* as given: status shows it back */
     struct addr addr;              /* as parsed; see ctlreq_prefix() */
+    /* account, unlock: the account name as given, 1 .. 255 bytes of UTF-8
+     * without control characters (normalised where it is looked up). */
+    char name[ACCOUNT_NAME_MAX];
     /* list: "filter", absent (or not a string) = all. */
     enum ctlreq_filter filter;
     /* block: 1 .. CTLREQ_DURATION_MAX, or -1 for permanent. */
@@ -63,6 +67,11 @@ struct addr ctlreq_prefix(const struct ctlreq *r, int v4bits, int v6bits);
 bool ctlreq_command(const char *name, enum ctlreq_cmd *out);
 /* status, history, block and unblock need an "ip". */
 bool ctlreq_takes_ip(enum ctlreq_cmd c);
+/* account and unlock need a "name". */
+bool ctlreq_takes_name(enum ctlreq_cmd c);
+/* An account name argument: false with the error text in err when it is
+ * missing, empty, too long, not UTF-8 or holds a control character. */
+bool ctlreq_name(const char *name, char *err, size_t errlen);
 const char *ctlreq_filter_name(enum ctlreq_filter f);
 
 /* An "ip" argument: an address or a CIDR prefix (NULL: missing). Returns

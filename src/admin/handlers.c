@@ -145,6 +145,8 @@ static json_t *do_status(struct req *r)
     json_object_set_new(c, "concurrent", json_integer(gs.concurrent));
     json_object_set_new(o, "counters", c);
     json_object_set_new(o, "offenses", json_integer(gs.offenses));
+    json_object_set_new(o, "repeats",
+                        json_integer(accounts_repeats(r->srv->accounts, r->cfg, &p, r->now)));
     return o;
 }
 
@@ -283,8 +285,121 @@ static json_t *do_stats(struct req *r)
     json_object_set_new(o, "untracked", json_integer((json_int_t)gs.untracked));
     json_object_set_new(o, "index_prefixes", json_integer((json_int_t)gs.index_prefixes));
     json_object_set_new(o, "index_bytes", json_integer((json_int_t)gs.index_bytes));
+    struct accounts_stats as;
+    accounts_stats(r->srv->accounts, r->now, &as);
+    json_object_set_new(o, "account_locks", json_integer((json_int_t)as.accounts.locks));
+    json_object_set_new(o, "accounts_tracked", json_integer((json_int_t)as.accounts.accounts));
+    json_object_set_new(o, "accounts_evicted", json_integer((json_int_t)as.accounts.evicted));
+    json_object_set_new(o, "accounts_bytes", json_integer((json_int_t)as.accounts.bytes));
+    json_object_set_new(o, "repeat_prefixes", json_integer((json_int_t)as.repeats.prefixes));
+    json_object_set_new(o, "repeat_bytes", json_integer((json_int_t)as.repeats.bytes));
+    json_object_set_new(o, "auth_repeats", json_integer((json_int_t)atomic_load(&s->auth_repeats)));
+    json_object_set_new(o, "auth_locked", json_integer((json_int_t)atomic_load(&s->auth_locked)));
     json_object_set_new(o, "uptime_s", json_integer((r->now - r->srv->started_at) / 1000));
     return o;
+}
+
+/* ---- accounts (SPEC §5 account, unlock) ------------------------------ */
+
+/* A LOCK: a BLOCK of an account. */
+static json_t *lock_json(const struct account_lock *l, int64_t now)
+{
+    char id[17];
+    store_id_format(l->id, id);
+    enum lock_state st = l->state;
+    if (st == LOCK_ACTIVE && l->expires_at <= now)
+        st = LOCK_EXPIRED;           /* ran out, not recorded yet */
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "account", str_or_null(l->account));
+    json_object_set_new(o, "state", json_string(lock_state_name(st)));
+    json_object_set_new(o, "reason", json_string(account_reason_name(l->reason)));
+    json_object_set_new(o, "started_at", time_or_null(l->started_at));
+    json_object_set_new(o, "expires_at", time_or_null(l->expires_at));
+    json_object_set_new(o, "lifted_at", time_or_null(l->lifted_at));
+    json_object_set_new(o, "lifted_by", str_or_null(l->lifted_by));
+    json_object_set_new(o, "lift_reason", str_or_null(l->lift_reason));
+    json_object_set_new(o, "first_event_at", time_or_null(l->first_event_at));
+    json_object_set_new(o, "last_event_at", time_or_null(l->last_event_at));
+    json_object_set_new(o, "events", json_integer(l->events));
+    json_object_set_new(o, "node", str_or_null(l->node));
+    json_object_set_new(o, "note", str_or_null(l->note));
+    return o;
+}
+
+struct locks_ctx {
+    json_t *arr;
+    int64_t now;
+    uint64_t in_force;           /* its id, to find it among the records */
+    json_t *lock;
+};
+
+static void locks_cb(void *ctx, const struct account_lock *l)
+{
+    struct locks_ctx *k = ctx;
+    json_t *j = lock_json(l, k->now);
+    if (l->id == k->in_force && k->lock == NULL)
+        k->lock = json_incref(j);
+    json_array_append_new(k->arr, j);
+}
+
+/* The records are the store's; a lock that is only in memory (its write
+ * failed) is still shown as what it is. */
+static json_t *do_account(struct req *r)
+{
+    struct accounts *ac = r->srv->accounts;
+    char name[ACCOUNT_NAME_MAX];
+    if (!account_name_normalise(r->q->name, name))
+        return fail(r, ADMIN_BAD_REQUEST, "name is not an account name");
+    struct account_status st;
+    accounts_status(ac, r->cfg, name, r->now, &st);
+    struct locks_ctx k = {json_array(), r->now, st.locked ? st.lock_id : 0, NULL};
+    /* A support desk's view: the newest 100 locks are plenty. */
+    if (!accounts_history(ac, name, 100, locks_cb, &k)) {
+        json_decref(k.arr);
+        return fail(r, ADMIN_FAILED, "the store could not be read");
+    }
+    if (st.locked && k.lock == NULL) {
+        struct account_lock l = {.id = st.lock_id, .reason = st.lock_reason,
+                                 .state = LOCK_ACTIVE, .started_at = st.lock_started,
+                                 .expires_at = st.lock_until};
+        util_strlcpy(l.account, name, sizeof l.account);
+        util_strlcpy(l.node, "(not in the store)", sizeof l.node);
+        k.lock = lock_json(&l, r->now);
+        json_array_insert(k.arr, 0, k.lock);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "account", str_or_null(name));
+    json_object_set_new(o, "state", json_string(st.locked ? "locked" : "clear"));
+    json_object_set_new(o, "lock", k.lock != NULL ? k.lock : json_null());
+    json_t *last = json_array_get(k.arr, 0);
+    json_object_set_new(o, "last_lock", last != NULL ? json_incref(last) : json_null());
+    json_object_set_new(o, "failures", json_integer(st.failures));
+    json_object_set_new(o, "familiar", json_integer(st.familiar));
+    json_object_set_new(o, "locks", k.arr);
+    return o;
+}
+
+static void newest_lock_cb(void *ctx, const struct account_lock *l)
+{
+    *(struct account_lock *)ctx = *l;
+}
+
+static json_t *do_unlock(struct req *r)
+{
+    const char *by = r->q->by, *why = r->q->reason, *err;
+    struct account_lock lifted;
+    if (!accounts_unlock(r->srv->accounts, r->cfg, r->q->name, r->now, by, why, &lifted, &err))
+        return fail(r, strcmp(err, "not locked") == 0 ? ADMIN_NOT_FOUND : ADMIN_FAILED, err);
+    char id[17];
+    store_id_format(lifted.id, id);
+    const char *name = lifted.account[0] ? lifted.account : r->q->name;
+    log_event(LOG_WARN, "account_unlock", "account", name, "lock", id, "by", by, "note", why,
+              NULL);
+    /* The record as the store now has it (lifted), else what we know. */
+    struct account_lock rec = {0};
+    accounts_history(r->srv->accounts, r->q->name, 1, newest_lock_cb, &rec);
+    return lock_json(rec.id == lifted.id ? &rec : &lifted, r->now);
 }
 
 static json_t *do_reload(struct req *r)
@@ -298,7 +413,7 @@ static json_t *do_reload(struct req *r)
 static json_t *(*const commands[CTLREQ_NCMD])(struct req *r) = {
     [CTLREQ_STATUS] = do_status, [CTLREQ_HISTORY] = do_history, [CTLREQ_LIST] = do_list,
     [CTLREQ_BLOCK] = do_block, [CTLREQ_UNBLOCK] = do_unblock, [CTLREQ_STATS] = do_stats,
-    [CTLREQ_RELOAD] = do_reload,
+    [CTLREQ_RELOAD] = do_reload, [CTLREQ_ACCOUNT] = do_account, [CTLREQ_UNLOCK] = do_unlock,
 };
 
 void admin_run(const struct admin *a, const struct ctlreq *q, struct admin_answer *out)

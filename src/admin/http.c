@@ -291,6 +291,7 @@ static void api_request(struct http *h, struct evhttp_request *req, const char *
         {"/api/v1/status", CTLREQ_STATUS, false}, {"/api/v1/history", CTLREQ_HISTORY, false},
         {"/api/v1/blocks", CTLREQ_LIST, false},   {"/api/v1/stats", CTLREQ_STATS, false},
         {"/api/v1/block", CTLREQ_BLOCK, true},    {"/api/v1/unblock", CTLREQ_UNBLOCK, true},
+        {"/api/v1/account", CTLREQ_ACCOUNT, false}, {"/api/v1/unlock", CTLREQ_UNLOCK, true},
     };
     size_t i = 0;
     while (i < ARRAY_LEN(routes) && !is(path, routes[i].path))
@@ -318,6 +319,8 @@ static void api_request(struct http *h, struct evhttp_request *req, const char *
         memset(&q, 0, sizeof q);
         q.cmd = CTLREQ_STATS;
         ok = true;
+    } else if (routes[i].cmd == CTLREQ_ACCOUNT) {
+        ok = httpreq_name_query(routes[i].cmd, query, by, &q, err);
     } else {
         ok = httpreq_ip_query(routes[i].cmd, query, by, &q, err);
     }
@@ -331,6 +334,8 @@ static void api_request(struct http *h, struct evhttp_request *req, const char *
     j->q = q;
     if (q.cmd == CTLREQ_BLOCK || q.cmd == CTLREQ_UNBLOCK)
         j->wrap = "block";
+    else if (q.cmd == CTLREQ_UNLOCK)
+        j->wrap = "lock";
     job_post(j);
 }
 

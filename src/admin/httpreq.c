@@ -194,6 +194,20 @@ bool httpreq_ip_query(enum ctlreq_cmd cmd, const char *query, const char *by,
     return true;
 }
 
+bool httpreq_name_query(enum ctlreq_cmd cmd, const char *query, const char *by,
+                        struct ctlreq *r, char err[CTLREQ_ERR_MAX])
+{
+    memset(r, 0, sizeof *r);
+    r->cmd = cmd;
+    set_author(r, by);
+    char name[ACCOUNT_NAME_MAX + 1];
+    bool given = httpreq_query_get(query, "name", name, sizeof name);
+    if (!ctlreq_name(given ? name : NULL, err, CTLREQ_ERR_MAX))
+        return false;
+    util_strlcpy(r->name, name, sizeof r->name);
+    return true;
+}
+
 bool httpreq_list_query(const char *query, const char *by, struct ctlreq *r,
                         char err[CTLREQ_ERR_MAX])
 {
@@ -253,12 +267,18 @@ bool httpreq_body(enum ctlreq_cmd cmd, const char *body, size_t len, const char 
         e = "the body is not a JSON object";
     else if (reason != NULL && !json_is_string(reason) && !json_is_null(reason))
         e = "reason is a string";
+    else if (ctlreq_takes_name(cmd))
+        e = ctlreq_name(json_string_value(json_object_get(in, "name")), err, CTLREQ_ERR_MAX)
+            ? NULL : err;
     else if (!ctlreq_ip(json_string_value(json_object_get(in, "ip")), &r->addr, err, CTLREQ_ERR_MAX))
         e = err;
     else if (cmd == CTLREQ_BLOCK)
         e = block_duration(in, r);
     if (e == NULL) {
-        util_strlcpy(r->ip, json_string_value(json_object_get(in, "ip")), sizeof r->ip);
+        if (ctlreq_takes_name(cmd))
+            util_strlcpy(r->name, json_string_value(json_object_get(in, "name")), sizeof r->name);
+        else
+            util_strlcpy(r->ip, json_string_value(json_object_get(in, "ip")), sizeof r->ip);
         if (json_is_string(reason))
             util_strlcpy(r->reason, json_string_value(reason), sizeof r->reason);
     }

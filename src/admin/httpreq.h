@@ -3,8 +3,8 @@
  * tests/unit/test_httpreq.c and fuzz/fuzz_httpreq.c reach every check.
  *
  *   the token file      NAME:TOKEN lines (a bare TOKEN is named "api")
- *   a query string      ip=...&kind=...  (%XX and + decoded)
- *   a JSON body         {"ip", "for" | "permanent", "reason"}
+ *   a query string      ip=...&kind=...&name=...  (%XX and + decoded)
+ *   a JSON body         {"ip", "for" | "permanent", "reason"}, or {"name", "reason"}
  */
 #ifndef PORTCULLIS_HTTPREQ_H
 #define PORTCULLIS_HTTPREQ_H
@@ -57,7 +57,11 @@ bool httpreq_ip_query(enum ctlreq_cmd cmd, const char *query, const char *by,
                       struct ctlreq *r, char err[CTLREQ_ERR_MAX]);
 bool httpreq_list_query(const char *query, const char *by, struct ctlreq *r,
                         char err[CTLREQ_ERR_MAX]);
-/* POST /api/v1/block and /unblock: the JSON body (len bytes). */
+/* GET /api/v1/account?name=NAME. */
+bool httpreq_name_query(enum ctlreq_cmd cmd, const char *query, const char *by,
+                        struct ctlreq *r, char err[CTLREQ_ERR_MAX]);
+/* POST /api/v1/block, /unblock ({"ip", ...}) and /unlock ({"name",
+ * "reason"}): the JSON body (len bytes). */
 bool httpreq_body(enum ctlreq_cmd cmd, const char *body, size_t len, const char *by,
                   struct ctlreq *r, char err[CTLREQ_ERR_MAX]);
 

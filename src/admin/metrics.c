@@ -134,9 +134,18 @@ void metrics_render(struct server *s, struct evbuffer *o)
     family(o, "portcullis_blocks_active", "gauge", "Blocks in force now.");
     labelled(o, "portcullis_blocks_active", "kind", 2, (const char *const[]){"temporary", "permanent"},
              (unsigned long[]){(unsigned long)(gs.blocks - gs.permanent), (unsigned long)gs.permanent});
-    /* Account locks come with the account guard; until then there are none. */
-    family(o, "portcullis_account_locks_active", "gauge", "Accounts locked now.");
-    evbuffer_add_printf(o, "portcullis_account_locks_active 0\n");
+    struct accounts_stats as;
+    accounts_stats(s->accounts, now, &as);
+    family(o, "portcullis_account_locks_active", "gauge",
+           "Accounts locked now against unfamiliar addresses (in a cluster: the locks this node has met).");
+    evbuffer_add_printf(o, "portcullis_account_locks_active %zu\n", as.accounts.locks);
+    family(o, "portcullis_account_locks_total", "counter", "Account locks made on this node.");
+    evbuffer_add_printf(o, "portcullis_account_locks_total %lu\n", load(&st->account_locks));
+    family(o, "portcullis_auth_repeats_total", "counter",
+           "Failed AUTHs that repeated an earlier failure of their prefix (stale passwords; counted nowhere).");
+    evbuffer_add_printf(o, "portcullis_auth_repeats_total %lu\n", load(&st->auth_repeats));
+    family(o, "portcullis_tracked_accounts", "gauge", "Accounts the account guard tracks now (bounded by max_accounts).");
+    evbuffer_add_printf(o, "portcullis_tracked_accounts %zu\n", as.accounts.accounts);
     family(o, "portcullis_tracked_prefixes", "gauge", "Prefixes the guard counts now (bounded by max_tracked).");
     evbuffer_add_printf(o, "portcullis_tracked_prefixes %zu\n", gs.entries);
     family(o, "portcullis_guard_memory_bytes", "gauge", "Memory the guard's table uses.");

@@ -74,6 +74,7 @@ static const struct key keys[] = {
     {"guard", "account_fail_window", K_DUR, N(account_fail_window_ms), 0, 0},
     {"guard", "account_lock", K_DUR, N(account_lock_ms), 1, 0},
     {"guard", "familiar_for", K_DUR, N(familiar_for_ms), 1, 0},
+    {"guard", "max_accounts", K_LONG, N(max_accounts), 100, 100000000},
     {"store", "backend", K_SPECIAL, N(store), 0, 0},
     {"store", "path", K_PATH, F(store_path), 0, 0},
     {"store", "redis", K_SPECIAL, N(redis), 0, 0},
@@ -607,6 +608,7 @@ struct config *config_defaults(const char *dir)
     c->account_fail_window_ms = 3600000;
     c->account_lock_ms = 3600000;
     c->familiar_for_ms = 30LL * 86400000;
+    c->max_accounts = 100000;
     c->store = STORE_SQLITE;
     set_path(c, c->store_path, sizeof c->store_path, "var/portcullis.db");
     util_strlcpy(c->redis, "127.0.0.1:6379", sizeof c->redis);

@@ -101,6 +101,7 @@ struct config {
     int64_t account_fail_window_ms;      /* 0: account locks off */
     int64_t account_lock_ms;
     int64_t familiar_for_ms;
+    long max_accounts;                   /* accounts tracked at once (guard/account.h) */
 
     /* [store] */
     enum store_backend store;

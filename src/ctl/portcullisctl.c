@@ -35,6 +35,8 @@ static void usage_to(FILE *f)
           "  block IP [--for DURATION | --permanent] [--reason TEXT]\n"
           "  unblock IP [--reason TEXT]\n"
           "  stats                             counters of the running daemon\n"
+          "  account NAME                      an account's lock, failures and familiar addresses\n"
+          "  unlock NAME [--reason TEXT]       lift an account's lock\n"
           "  passwd ADDRESS                    add or change a user; password on stdin\n"
           "  reload                            reload configuration and users (as SIGHUP)\n"
           "IP is an address (standing for its prefix) or a CIDR prefix.\n"
@@ -205,6 +207,49 @@ static void print_status(json_t *r)
            (long long)json_integer_value(json_object_get(c, "connections")),
            (long long)json_integer_value(json_object_get(c, "concurrent")));
     printf("blocks within offense_memory: %lld\n", (long long)json_integer_value(json_object_get(r, "offenses")));
+    json_int_t rep = json_integer_value(json_object_get(r, "repeats"));
+    /* The support desk's question: a stale password, or a guesser? */
+    if (rep > 0)
+        printf("%lld of the failures were the same wrong password repeated \u2014 typically a "
+               "stale password in a mail program or contact form (counted once)\n", (long long)rep);
+    else
+        printf("repeated failures: none\n");
+}
+
+static void print_lock(json_t *l, const char *indent)
+{
+    const char *state = s(l, "state");
+    printf("%s%s %s (%s) since %s, %s %s\n", indent, s(l, "account"), state, s(l, "reason"),
+           s(l, "started_at"), strcmp(state, "locked") == 0 ? "until" : "ran until",
+           s(l, "expires_at"));
+    if (json_is_string(json_object_get(l, "first_event_at")))
+        printf("%s  failures from all addresses %s .. %s, %lld in all\n", indent,
+               s(l, "first_event_at"), s(l, "last_event_at"),
+               (long long)json_integer_value(json_object_get(l, "events")));
+    if (json_is_string(json_object_get(l, "lifted_at")))
+        printf("%s  lifted %s by %s: %s\n", indent, s(l, "lifted_at"), s(l, "lifted_by"),
+               s(l, "lift_reason"));
+    printf("%s  node %s, id %s\n", indent, s(l, "node"), s(l, "id"));
+}
+
+static void print_account(json_t *r)
+{
+    json_t *lock = json_object_get(r, "lock");
+    if (json_is_object(lock))
+        printf("%s: locked until %s for unfamiliar addresses (those that logged in within "
+               "familiar_for still may)\n", s(r, "account"), s(lock, "expires_at"));
+    else
+        printf("%s: clear\n", s(r, "account"));
+    printf("failed logins now (all addresses, within account_fail_window): %lld\n",
+           (long long)json_integer_value(json_object_get(r, "failures")));
+    printf("familiar addresses (prefixes that logged in within familiar_for): %lld\n",
+           (long long)json_integer_value(json_object_get(r, "familiar")));
+    json_t *locks = json_object_get(r, "locks"), *l;
+    size_t i;
+    printf("locks, newest first:\n");
+    if (json_array_size(locks) == 0)
+        printf("  none on record\n");
+    json_array_foreach(locks, i, l) print_lock(l, "  ");
 }
 
 static void print_blocks(json_t *arr, const char *none)
@@ -378,6 +423,18 @@ int main(int argc, char **argv)
             snprintf(subject, sizeof subject, "%s", pt);
         else
             snprintf(subject, sizeof subject, "%s (prefix %s)", words[1], pt);
+    } else if (known && ctlreq_takes_name(kind)) {
+        char name_err[CTLREQ_ERR_MAX];
+        if (nw != 2) {
+            usage();
+            code = EXIT_USAGE;
+            goto out;
+        }
+        if (!ctlreq_name(words[1], name_err, sizeof name_err)) {
+            code = die(EXIT_USAGE, "%s", name_err);
+            goto out;
+        }
+        json_object_set_new(req, "name", json_string(words[1]));
     } else if (!known || nw != 1) {
         usage();
         code = EXIT_USAGE;
@@ -434,6 +491,11 @@ int main(int argc, char **argv)
         } else if (kind == CTLREQ_UNBLOCK) {
             printf("lifted: ");
             print_block(r, "");
+        } else if (kind == CTLREQ_ACCOUNT) {
+            print_account(r);
+        } else if (kind == CTLREQ_UNLOCK) {
+            printf("lifted: ");
+            print_lock(r, "");
         } else {
             printf("done\n");
         }

@@ -134,6 +134,14 @@ static bool daemon_reload(struct server *s, char *err, size_t errlen)
 
 /* ---- timers ------------------------------------------------------------ */
 
+static void lock_expired_cb(void *ctx, const struct account_lock *l)
+{
+    (void)ctx;
+    char hex[17];
+    store_id_format(l->id, hex);
+    log_event(LOG_INFO, "account_expire", "account", l->account, "lock", hex, NULL);
+}
+
 /* SPEC §4: one line when the guard starts forgetting prefixes to stay
  * within max_tracked, one when it has not had to for ten seconds. */
 static void note_evictions(struct server *s, const struct config *c, int64_t now)
@@ -167,6 +175,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     struct server *s = arg;
     int64_t now = util_now_ms();
     enforce_expire(&s->enforce, now);
+    accounts_expire(s->accounts, now, lock_expired_cb, s);
     struct config *c = server_config(s);
     static int64_t last_sweep, last_prune;
     if (now - last_sweep >= 10000) {
@@ -174,11 +183,13 @@ static void tick(evutil_socket_t fd, short what, void *arg)
         /* Counts of 554s whose prefix had no line for a minute. */
         guard_reject_flush(s->guard, now, false, reject_log_cb, NULL);
         guard_sweep(s->guard, c, now);
+        accounts_sweep(s->accounts, c, now);
     }
     note_evictions(s, c, now);
     if (now - last_prune > 3600000) {
         last_prune = now;
         store_prune(s->store, now - c->history_retention_ms);
+        accounts_prune(s->accounts, c, now);
     }
     config_unref(c);
 }
@@ -352,6 +363,8 @@ int main(int argc, char **argv)
     int64_t now = util_now_ms();
     if (!store_load(srv.store, now - c->offense_memory_ms, now, install_cb, &srv))
         return fail("cannot load the blocks from the store");
+    if ((srv.accounts = accounts_open(c, c->hostname, err, sizeof err)) == NULL)
+        return fail(err);
     if ((ctl = control_start(&admin, c->control_socket, err, sizeof err)) == NULL)
         return fail(err);
     /* crypt and fsync: enough threads that a slow disk does not hold up
@@ -393,6 +406,7 @@ int main(int argc, char **argv)
     control_stop(ctl);
     server_free(&srv);
     store_close(srv.store);
+    accounts_close(srv.accounts);
     event_free(hup);
     event_free(term);
     event_free(intr);

@@ -22,7 +22,9 @@ struct enforce {
 };
 
 /* The guard imposed `made` (guard_offend, guard_connect and guard_impose
- * put it in the table themselves); `session` may be NULL. */
+ * put it in the table themselves); `session` may be NULL. An automatic
+ * block may complete an escalation (SPEC §4): the wider block is made
+ * here too, the same way. */
 void enforce_made(const struct enforce *e, const struct config *c,
                   const struct guard_block *made, const char *session);
 /* An operator's block of `prefix` (already cut) for duration_ms (< 0:

@@ -294,6 +294,7 @@ bool server_start(struct server *s)
     for (int i = 0; i < s->nworkers; i++) {
         s->workers[i].env.pool = s->pool;
         s->workers[i].env.deliver = s->deliver;
+        s->workers[i].env.accounts = s->accounts;
         if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
             return false;
     }

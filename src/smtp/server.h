@@ -14,6 +14,7 @@
 #include "guard/guard.h"
 #include "base/pool.h"
 #include "store/store.h"
+#include "store/accounts.h"
 #include "smtp/enforce.h"
 #include "smtp/session.h"
 
@@ -39,6 +40,7 @@ struct server {
 
     struct guard *guard;
     struct store *store;
+    struct accounts *accounts;   /* the repeat and account rules (store/accounts.h) */
     struct enforce enforce;      /* where blocks begin and end */
     struct deliver *deliver;
     struct pool *pool;

@@ -16,6 +16,7 @@
 #include "deliver/deliver.h"
 #include "guard/guard.h"
 #include "smtp/stats.h"
+#include "store/accounts.h"
 
 struct session;
 struct rejected;
@@ -44,6 +45,7 @@ struct session_env {
     struct guard *guard;
     struct pool *pool;
     struct deliver *deliver;
+    struct accounts *accounts;   /* repeats and account locks */
     struct stats *stats;
     atomic_long *clients;        /* open connections, all kinds */
     atomic_bool *stopping;

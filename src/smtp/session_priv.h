@@ -60,6 +60,7 @@ struct session {
     unsigned errors;
     char helo[256];
     char user[SASL_USER_MAX];
+    uint64_t auth_fp;            /* the AUTH in flight: its fingerprint (store/accounts.h) */
     struct event *timer;         /* failure_delay, then the closing poll */
     struct event *deadline;      /* the PROXY header or a TLS handshake must be done by then */
     int64_t close_by;

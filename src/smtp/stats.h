@@ -28,6 +28,9 @@ struct stats {
     atomic_ulong connections, accepted, rejected_blocked, rejected_concurrency,
         rejected_busy, auth_ok, auth_fail, unauth_mail, messages, delivery_failures,
         blocks, proxy_errors;
+    atomic_ulong auth_repeats;           /* 535s that repeated an earlier failure: counted nowhere */
+    atomic_ulong auth_locked;            /* 535s to strangers of a locked account, no password check */
+    atomic_ulong account_locks;          /* account locks made here */
     atomic_ulong auth_tempfail;          /* 454: the check could not run */
     atomic_ulong messages_refused;       /* 552: over max_message_size */
     atomic_ulong tls_sessions;           /* TLS handshakes completed */

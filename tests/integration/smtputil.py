@@ -15,6 +15,7 @@ multiply theirs by T, as wait_until() and Daemon.wait_log() do.
 
 import base64
 import functools
+import itertools
 import os
 import re
 import socket
@@ -27,6 +28,7 @@ T = 3 if SANITIZED else 1
 
 ALICE = ("alice@example.test", "alice-secret")
 WRONG_PASSWORD = "Wr0ng-Passw0rd-xyzzy"
+_guesses = itertools.count(1)
 
 # What the daemon says to a blocked client, and the shapes of `portcullisctl
 # --json` (SPEC §3, §5): one copy for the guard and the cluster tests.
@@ -35,7 +37,7 @@ BLOCK_KEYS = {
     "address", "state", "reason", "started_at", "expires_at", "lifted_at",
     "lifted_by", "lift_reason", "first_event_at", "last_event_at", "events", "node",
 }
-STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses"}
+STATUS_KEYS = {"address", "prefix", "state", "block", "last_block", "counters", "offenses", "repeats"}
 COUNTER_KEYS = {"auth_failures", "unauth_attempts", "connections", "concurrent"}
 
 _REPLY_LINE = re.compile(rb"^(\d{3})([ -])(.*)$")
@@ -260,8 +262,10 @@ class Client:
         return self.cmd("AUTH PLAIN " + plain_b64(user, password))
 
     def auth_fail(self, user=ALICE[0]):
-        """A wrong password for `user`; asserts the 535 5.7.8."""
-        r = self.auth_plain(user, WRONG_PASSWORD)
+        """A wrong password for `user`, a new one each time (a guesser: the
+        same wrong password again is a repeat, which counts once); asserts
+        the 535 5.7.8."""
+        r = self.auth_plain(user, f"{WRONG_PASSWORD}-{next(_guesses)}")
         assert r.line.startswith("535 5.7.8"), f"a wrong password got {r!r}, not 535 5.7.8"
         return r
 

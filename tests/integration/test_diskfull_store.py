@@ -32,8 +32,8 @@ def test_store_write_failure_block_still_enforced(start_daemon, tmp_path):
         with Client(d.port, source=SRC) as c:
             assert c.greeting[0] == 220, c.greeting
             assert c.cmd("EHLO full.example")[0] == 250
-            for _ in range(3):
-                code, lines = c.cmd("AUTH PLAIN " + plain_b64(USER, "wrong-password"))
+            for i in range(3):   # three guesses: the same one again would be a repeat
+                code, lines = c.cmd("AUTH PLAIN " + plain_b64(USER, f"wrong-password-{i}"))
                 assert code == 535, lines
             try:
                 r = c.cmd("NOOP")

@@ -117,8 +117,8 @@ def test_sigkill_under_load_loses_nothing(start_daemon):
     d.ctl("unblock", "192.0.2.5", "--reason", "lifted before the crashes", check=True)
     with Client(d.port, source=AUTH_BLOCKED_SRC) as c:
         assert c.cmd("EHLO bad.example")[0] == 250
-        for _ in range(3):
-            code, lines = c.cmd("AUTH PLAIN " + plain_b64(USER, "wrong-password"))
+        for i in range(3):   # three guesses: the same one again would be a repeat
+            code, lines = c.cmd("AUTH PLAIN " + plain_b64(USER, f"wrong-password-{i}"))
             assert code == 535, lines
     with Client(d.port, source=AUTH_BLOCKED_SRC) as c:
         assert c.greeting[0] == 554, c.greeting

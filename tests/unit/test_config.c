@@ -98,6 +98,13 @@ static void test_defaults(void **state)
     assert_true(c->workers >= 1);
     assert_int_equal(c->max_clients, 50000);
     assert_int_equal(c->max_message_size, 25 * 1024 * 1024);
+    /* SPEC §2's account rules, and their table's bound */
+    assert_true(c->repeat_counts_once);
+    assert_int_equal(c->account_fail_limit, 30);
+    assert_int_equal(c->account_fail_window_ms, 3600000);
+    assert_int_equal(c->account_lock_ms, 3600000);
+    assert_int_equal(c->familiar_for_ms, 30LL * 86400000);
+    assert_int_equal(c->max_accounts, 100000);
     assert_int_equal(c->max_recipients, 100);
     assert_int_equal(c->timeout_command_ms, 5 * MIN);
     assert_int_equal(c->timeout_data_ms, 10 * MIN);
@@ -657,6 +664,15 @@ static void test_bad_listen(void **state) { (void)state; check_bad("server", "li
 static void test_bad_cidr(void **state) { (void)state; check_bad("guard", "allow = 10.0.0.0/33", "allow"); }
 static void test_ipv4_prefix_33(void **state) { (void)state; check_bad("guard", "ipv4_prefix = 33", "ipv4_prefix"); }
 static void test_negative_limit(void **state) { (void)state; check_bad("guard", "auth_fail_limit = -1", "auth_fail_limit"); }
+/* The account table's bound: a handful is no table, and no bound is none. */
+static void test_max_accounts_bounds(void **state)
+{
+    (void)state;
+    check_bad("guard", "max_accounts = 99", "max_accounts");
+    check_bad("guard", "max_accounts = 100000001", "max_accounts");
+    check_bad("guard", "repeat_counts_once = sometimes", "repeat_counts_once");
+    check_bad("guard", "account_fail_window = forever", "account_fail_window");
+}
 
 static void test_unknown_section(void **state)
 {
@@ -967,6 +983,7 @@ int main(void)
         cmocka_unit_test(test_bad_cidr),
         cmocka_unit_test(test_ipv4_prefix_33),
         cmocka_unit_test(test_negative_limit),
+        cmocka_unit_test(test_max_accounts_bounds),
         cmocka_unit_test(test_delivery_relay),
         cmocka_unit_test(test_tls_listener_without_cert),
         cmocka_unit_test(test_cert_without_key),

@@ -194,6 +194,38 @@ static void test_unblock(void **state)
     assert_string_equal(r.by, "portcullisctl");
 }
 
+static void test_account_and_unlock(void **state)
+{
+    (void)state;
+    struct ctlreq r = ok("{\"cmd\":\"account\",\"name\":\"Alice@Example.org\"}");
+    assert_int_equal(r.cmd, CTLREQ_ACCOUNT);
+    assert_string_equal(r.name, "Alice@Example.org");     /* as given; normalised where used */
+    r = ok("{\"cmd\":\"unlock\",\"name\":\"j\u00fcrgen@x\",\"reason\":\"ticket 5\",\"by\":\"me\"}");
+    assert_int_equal(r.cmd, CTLREQ_UNLOCK);
+    assert_string_equal(r.name, "j\xc3\xbcrgen@x");
+    assert_string_equal(r.reason, "ticket 5");
+    assert_string_equal(r.by, "me");
+    bad_s("{\"cmd\":\"account\"}", "name is an account name");
+    bad_s("{\"cmd\":\"unlock\",\"name\":\"\"}", "name is an account name");
+    bad_s("{\"cmd\":\"unlock\",\"name\":5}", "name is an account name");
+    bad_s("{\"cmd\":\"account\",\"name\":\"a\\tb\"}", "name holds a control character");
+    char *longname = repeat('a', ACCOUNT_NAME_MAX, "");
+    char line[ACCOUNT_NAME_MAX + 64];
+    snprintf(line, sizeof line, "{\"cmd\":\"account\",\"name\":\"%s\"}", longname);
+    bad_s(line, "name is longer than 255 bytes");
+    longname[ACCOUNT_NAME_MAX - 1] = '\0';
+    snprintf(line, sizeof line, "{\"cmd\":\"account\",\"name\":\"%s\"}", longname);
+    r = ok(line);
+    assert_int_equal(strlen(r.name), ACCOUNT_NAME_MAX - 1);
+    free(longname);
+    /* The check portcullisctl makes before it asks. */
+    char e[CTLREQ_ERR_MAX];
+    assert_true(ctlreq_name("bob@example.org", e, sizeof e));
+    assert_false(ctlreq_name("bad\xff", e, sizeof e));
+    assert_string_equal(e, "name is not UTF-8");
+    assert_false(ctlreq_name(NULL, e, sizeof e));
+}
+
 static void test_stats_reload_and_extra_keys(void **state)
 {
     (void)state;
@@ -367,7 +399,7 @@ static void test_names(void **state)
 {
     (void)state;
     static const char *const names[] = {"status", "history", "list", "block", "unblock",
-                                        "stats", "reload"};
+                                        "stats", "reload", "account", "unlock"};
     enum ctlreq_cmd c;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         c = CTLREQ_NCMD;
@@ -383,6 +415,10 @@ static void test_names(void **state)
     assert_false(ctlreq_takes_ip(CTLREQ_LIST));
     assert_false(ctlreq_takes_ip(CTLREQ_STATS));
     assert_false(ctlreq_takes_ip(CTLREQ_RELOAD));
+    assert_false(ctlreq_takes_ip(CTLREQ_ACCOUNT));
+    assert_true(ctlreq_takes_name(CTLREQ_ACCOUNT));
+    assert_true(ctlreq_takes_name(CTLREQ_UNLOCK));
+    assert_false(ctlreq_takes_name(CTLREQ_STATUS));
     assert_string_equal(ctlreq_filter_name(CTLREQ_ALL), "all");
     assert_string_equal(ctlreq_filter_name(CTLREQ_PERMANENT), "permanent");
     assert_string_equal(ctlreq_filter_name(CTLREQ_TEMPORARY), "temporary");
@@ -444,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_block),
         cmocka_unit_test(test_block_bad_duration),
         cmocka_unit_test(test_unblock),
+        cmocka_unit_test(test_account_and_unlock),
         cmocka_unit_test(test_stats_reload_and_extra_keys),
         cmocka_unit_test(test_not_an_object),
         cmocka_unit_test(test_unknown_command),
