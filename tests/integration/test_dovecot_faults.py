@@ -74,8 +74,9 @@ def test_temporary_failure_is_454_and_never_counted(start_daemon, fake_dovecot, 
 def test_plain_fail_is_535_and_counted(start_daemon, fake_dovecot):
     fake = fake_dovecot(lambda user: "FAIL\tuser=" + user)
     d = daemon_with(start_daemon, fake)      # auth_fail_limit = 2
-    assert auth(d)[0] == 535
-    assert auth(d)[0] == 535
+    # two different wrong passwords: the same one again would be a repeat
+    assert auth(d, password="guess-1")[0] == 535
+    assert auth(d, password="guess-2")[0] == 535
     d.wait_log(r"event=block\b")
 
 
