@@ -184,6 +184,8 @@ size_t users_count(const struct users *u)
 
 const char *users_find(const struct users *u, const char *name)
 {
+    if (u->n == 0)
+        return NULL;      /* an empty file has no array: bsearch must not see NULL */
     struct user key = {.name = (char *)name};
     const struct user *hit = bsearch(&key, u->v, u->n, sizeof *u->v, cmp_user);
     return hit ? hit->hash : NULL;

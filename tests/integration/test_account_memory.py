@@ -14,7 +14,7 @@ import threading
 import time
 
 from conftest import plain_b64
-from smtputil import T
+from smtputil import SANITIZED, T
 
 NAMES = 100_000
 WARMUP = 20_000
@@ -108,5 +108,7 @@ def test_100000_account_names_keep_memory_flat(start_daemon):
     assert st["accounts_evicted"] >= NAMES - CAP, st
     print(f"\nRSS after {WARMUP} names: {before} KiB; after {NAMES}: {after} KiB "
           f"(+{after - before} KiB); account table {st.get('accounts_bytes')} bytes; {took:.1f} s")
-    # 80,000 more names after the table is full: no growth beyond allocator noise
-    assert after - before < 2048, (before, after)
+    # 80,000 more names after the table is full: no growth beyond allocator
+    # noise (not under ASan, whose quarantine keeps freed memory; the
+    # table's own count above still holds there)
+    assert SANITIZED or after - before < 2048, (before, after)
