@@ -16,8 +16,9 @@
  *    (f = 1/2) about 1.5 x L events fit in one window length;
  *  - events bunched at the start of a period are counted longer than they
  *    are in the window, so such a client is blocked a little early.
- * A counter costs 24 bytes; an exact window would cost a timestamp per
- * event (1.6 KB per prefix at conn_rate_limit = 200).
+ * A counter costs 16 bytes (the guard keeps three per counting entry);
+ * an exact window would cost a timestamp per event (1.6 KB per prefix at
+ * conn_rate_limit = 200).
  *
  * The cluster's counters in Redis carry the same arithmetic in Lua
  * (store/redis_lua.c, LUA_RATE); tests/vectors/rate.txt is run against both
@@ -27,11 +28,15 @@
 
 #include <stdint.h>
 
+/* Packed: times are ms since the epoch in 42 bits (until the year 2109),
+ * counts saturate at RATE_MAX (limits above are treated as that). */
 struct rate {
-    int64_t start;       /* start of the current period, ms; 0 = never used */
-    int64_t first;       /* first event since the counter was last empty */
-    uint32_t cur, prev;
+    uint64_t start : 42;   /* start of the current period; 0 = never used */
+    uint64_t cur : 22;
+    uint64_t first : 42;   /* first event since the counter was last empty */
+    uint64_t prev : 22;
 };
+#define RATE_MAX ((1u << 22) - 1)
 
 /* Events in the window of `win` ms ending at `now`. */
 uint32_t rate_estimate(const struct rate *r, int64_t now, int64_t win);

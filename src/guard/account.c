@@ -326,7 +326,7 @@ bool account_fail(struct account_table *t, const struct config *c, const char *n
     if (e != NULL && !locked(e, now)) {
         uint32_t n = rate_add(&e->fails, now, c->account_fail_window_ms);
         if (!t->shared && n >= (uint32_t)c->account_fail_limit) {
-            lock_entry(e, c, ACCOUNT_FAILURES, e->fails.first, n, now, made);
+            lock_entry(e, c, ACCOUNT_FAILURES, (int64_t)e->fails.first, n, now, made);
             did = true;
         }
         touch(t, e);

@@ -9,69 +9,12 @@
 #include "guard/table.h"
 
 /*
- * Counting: a HAProxy-style two-period rate counter per offense kind. The
- * window is cut into consecutive periods of its own length; the estimate of
- * events in the sliding window ending now is
- *
- *     cur + floor(prev * (window - elapsed_in_cur) / window)
- *
- * i.e. the previous period's count weighted by the share of that period
- * still inside the window, assuming its events were spread evenly. The
- * error, both ways, comes from that assumption:
- *  - a burst straddling a period boundary (L-1 events just before it, the
- *    rest just after) is counted almost in full: rounding down costs at
- *    most one event, so it is blocked at the L-th or (L+1)-th event, never
- *    at 2L as with fixed buckets;
- *  - events bunched at the end of a period and a wait of a fraction f into
- *    the next are credited f of them as gone early: in the worst case
- *    (f = 1/2) about 1.5 x L events fit in one window length;
- *  - events bunched at the start of a period are counted longer than they
- *    are in the window, so such a client is blocked a little early.
- * Three of these counters cost 48 bytes per prefix (table.h packs them);
- * an exact window would cost a timestamp per event (1.6 KB per prefix at
- * conn_rate_limit = 200).
+ * Counting: one two-period rate counter per offense kind and prefix
+ * (base/rate.h says how it estimates and how far it can be off); three of
+ * them, 48 bytes, sit in each counting entry (table.h).
  */
 
-/* ---- rates ---------------------------------------------------------- */
-
-static void rate_roll(struct rate *r, int64_t now, int64_t win)
-{
-    int64_t start = (int64_t)r->start;
-    if (start == 0 || now - start >= 2 * win) {
-        r->start = (uint64_t)now;
-        r->cur = r->prev = 0;
-    } else if (now - start >= win) {
-        r->prev = r->cur;
-        r->cur = 0;
-        r->start = (uint64_t)(start + win);
-    }
-}
-
-static uint32_t rate_estimate(const struct rate *r, int64_t now, int64_t win)
-{
-    int64_t start = (int64_t)r->start;
-    if (start == 0 || now - start >= 2 * win)
-        return 0;
-    uint32_t cur = (uint32_t)r->cur, prev = (uint32_t)r->prev;
-    int64_t el = now - start;
-    if (el >= win) {           /* not rolled yet: cur is really prev */
-        prev = cur;
-        cur = 0;
-        el -= win;
-    }
-    int64_t left = win - el;
-    return cur + (uint32_t)((uint64_t)prev * (uint64_t)left / (uint64_t)win);
-}
-
-static uint32_t rate_add(struct rate *r, int64_t now, int64_t win)
-{
-    if (rate_estimate(r, now, win) == 0)
-        r->first = (uint64_t)now;
-    rate_roll(r, now, win);
-    if (r->cur < RATE_MAX)
-        r->cur++;
-    return rate_estimate(r, now, win);
-}
+/* ---- rates (base/rate.c counts; these say which window and limit) --- */
 
 static int64_t rate_window(const struct config *c, int k)
 {

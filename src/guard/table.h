@@ -13,17 +13,7 @@
 #include <stdint.h>
 #include "base/addr.h"
 #include "base/config.h"
-
-/* A two-period rate counter (guard.c explains the estimate) packed in 16
- * bytes: times are ms since the epoch in 42 bits (until the year 2109),
- * counts saturate at 2^22 - 1 (limits above are treated as that). */
-struct rate {
-    uint64_t start : 42;   /* start of the current period; 0 = never used */
-    uint64_t cur : 22;
-    uint64_t first : 42;   /* first event since the counter was last empty */
-    uint64_t prev : 22;
-};
-#define RATE_MAX ((1u << 22) - 1)
+#include "base/rate.h"
 
 enum { RATE_AUTH, RATE_UNAUTH, RATE_CONN, NRATES };
 
