@@ -116,13 +116,13 @@ static json_t *do_status(struct req *r)
     struct guard_status gs;
     guard_status(r->srv->guard, r->cfg, &p, r->now, &gs);
     struct store *st = r->srv->store;
-    uint32_t sum[3];
+    struct store_counts sum;
     /* In a cluster the counts that matter are the sums over all nodes;
      * `concurrent` stays this node's own. */
-    if (st->ops->counters != NULL && st->ops->counters(st, r->cfg, &p, sum)) {
-        gs.auth_failures = sum[0];
-        gs.unauth_attempts = sum[1];
-        gs.connections = sum[2];
+    if (st->ops->counters != NULL && st->ops->counters(st, r->cfg, &p, &sum)) {
+        gs.auth_failures = sum.auth_failures;
+        gs.unauth_attempts = sum.unauth_attempts;
+        gs.connections = sum.connections;
     }
     char prefix[ADDR_STRLEN];
     addr_format(&p, true, prefix);

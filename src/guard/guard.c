@@ -30,9 +30,15 @@ static long rate_limit(const struct config *c, int k)
     return l > (long)RATE_MAX ? (long)RATE_MAX : l;
 }
 
+/* The counters of an entry are indexed by the three counted reasons, in
+ * their order: one name for each offence kind, no table between them. */
+_Static_assert(RATE_AUTH == GUARD_AUTH_FAILURES - GUARD_AUTH_FAILURES &&
+               RATE_UNAUTH == GUARD_UNAUTH_ATTEMPTS - GUARD_AUTH_FAILURES &&
+               RATE_CONN == GUARD_CONN_RATE - GUARD_AUTH_FAILURES, "rate kinds follow the reasons");
+
 static int rate_kind(enum guard_reason why)
 {
-    return why == GUARD_AUTH_FAILURES ? RATE_AUTH : why == GUARD_UNAUTH_ATTEMPTS ? RATE_UNAUTH : RATE_CONN;
+    return (int)why - GUARD_AUTH_FAILURES;
 }
 
 int64_t guard_window_ms(const struct config *c, enum guard_reason why)
@@ -287,8 +293,10 @@ static uint64_t new_id(void)
     return id;
 }
 
-static const enum guard_reason rate_reason[NRATES] = {GUARD_AUTH_FAILURES, GUARD_UNAUTH_ATTEMPTS,
-                                                     GUARD_CONN_RATE};
+static enum guard_reason rate_reason(int kind)
+{
+    return (enum guard_reason)(GUARD_AUTH_FAILURES + kind);
+}
 
 static bool impose_as(struct guard *g, const struct config *c, struct entry *e,
                       enum guard_reason reason, int64_t first, uint32_t events, int64_t now,
@@ -327,7 +335,7 @@ static bool impose(struct guard *g, const struct config *c, struct entry *e, int
     if (atomic_load_explicit(&g->shared, memory_order_relaxed))
         return false;
     const struct rate *r = &e->rate[kind];
-    return impose_as(g, c, e, rate_reason[kind], (int64_t)r->first,
+    return impose_as(g, c, e, rate_reason(kind), (int64_t)r->first,
                      rate_estimate(r, now, rate_window(c, kind)), now, made);
 }
 
@@ -429,11 +437,11 @@ void guard_disconnect(struct guard *g, const struct config *c, const struct addr
 }
 
 bool guard_offend(struct guard *g, const struct config *c, const struct addr *client,
-                  enum guard_offense what, int64_t now, struct guard_block *made)
+                  enum guard_reason what, int64_t now, struct guard_block *made)
 {
     if (cidr_list_match(&c->allow, client))
         return false;
-    int kind = what == GUARD_OFFENSE_AUTH ? RATE_AUTH : RATE_UNAUTH;
+    int kind = rate_kind(what);
     struct addr k = addr_prefix_of(client, c->ipv4_prefix, c->ipv6_prefix);
     uint64_t h;
     struct shard *s = table_shard(&g->t, &k, &h);

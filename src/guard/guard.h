@@ -59,8 +59,6 @@ enum guard_verdict {
     GUARD_REJECT_CONCURRENCY,/* 554: over concurrency_limit; no block */
 };
 
-enum guard_offense { GUARD_OFFENSE_AUTH, GUARD_OFFENSE_UNAUTH };
-
 struct guard;
 
 struct guard *guard_new(void);
@@ -77,7 +75,7 @@ void guard_disconnect(struct guard *g, const struct config *c, const struct addr
 /* A failed AUTH or an unauthenticated MAIL. Returns true when this event
  * reached the limit and imposed a block (filled into *made). */
 bool guard_offend(struct guard *g, const struct config *c, const struct addr *client,
-                  enum guard_offense what, int64_t now, struct guard_block *made);
+                  enum guard_reason what, int64_t now, struct guard_block *made);
 
 /* A 554 was sent to `client`: counts it against the block in force. Once a
  * minute per blocked prefix returns the count to log (and that prefix in

@@ -67,7 +67,7 @@ static void cmd_mail(struct session *s, const char *arg)
     if (!s->authed) {
         atomic_fetch_add(&s->env->stats->unauth_mail, 1);
         reply(s, "530 5.7.0 Authentication required");
-        offend(s, GUARD_OFFENSE_UNAUTH);
+        offend(s, GUARD_UNAUTH_ATTEMPTS);
         return;
     }
     struct tx *t = &s->tx;

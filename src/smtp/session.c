@@ -237,14 +237,13 @@ void hang_up(struct session *s)
 
 /* ---- guard ----------------------------------------------------------- */
 
-void offend(struct session *s, enum guard_offense what)
+void offend(struct session *s, enum guard_reason what)
 {
     struct session_env *env = s->env;
     struct guard_block made;
     if (guard_offend(env->guard, s->cfg, &s->client, what, util_now_ms(), &made))
         env->hooks->block_made(env->ctx, &made, s->sid);
-    env->hooks->count(env->ctx, s->cfg, &s->client,
-                      what == GUARD_OFFENSE_AUTH ? GUARD_AUTH_FAILURES : GUARD_UNAUTH_ATTEMPTS);
+    env->hooks->count(env->ctx, s->cfg, &s->client, what);
 }
 
 /* SPEC §3: once the client's prefix is blocked, its sessions end at their

@@ -134,7 +134,7 @@ static void failure_counted(struct session *s, const struct acct_job *j)
               "user", s->user, "why", j->why, "repeat", j->out.repeat ? "yes" : NULL,
               "locked", j->refused ? "yes" : NULL, NULL);
     if (!j->out.repeat)
-        offend(s, GUARD_OFFENSE_AUTH);
+        offend(s, GUARD_AUTH_FAILURES);
     if (j->out.locked) {
         const struct account_lock *l = &j->out.lock;
         char id[17], events[16], first[UTIL_RFC3339_LEN], last[UTIL_RFC3339_LEN],

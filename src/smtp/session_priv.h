@@ -77,7 +77,7 @@ void tx_reset(struct session *s);
 void close_after_reply(struct session *s);
 void hang_up(struct session *s);
 void bad_command(struct session *s, const char *text);
-void offend(struct session *s, enum guard_offense what);
+void offend(struct session *s, enum guard_reason what);
 void process(struct session *s);
 void on_read(struct bufferevent *bev, void *arg);
 void on_write(struct bufferevent *bev, void *arg);

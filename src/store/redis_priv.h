@@ -95,7 +95,7 @@ bool rs_load(struct store *s, int64_t since, int64_t now, store_block_cb cb, voi
 bool rs_history(struct store *s, const struct addr *prefix, int limit,
                 store_block_cb cb, void *ctx);
 bool rs_counters(struct store *s, const struct config *cfg, const struct addr *prefix,
-                 uint32_t out[3]);
+                 struct store_counts *out);
 bool rs_get(struct store *s, uint64_t id, struct guard_block *out);
 
 /* redis.c */

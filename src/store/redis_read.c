@@ -279,7 +279,7 @@ bool rs_history(struct store *s, const struct addr *prefix, int limit,
 }
 
 bool rs_counters(struct store *s, const struct config *cfg, const struct addr *prefix,
-                        uint32_t out[3])
+                 struct store_counts *out)
 {
     struct redis_store *r = (struct redis_store *)s;
     static const enum guard_reason kinds[3] = {GUARD_AUTH_FAILURES, GUARD_UNAUTH_ATTEMPTS,
@@ -299,8 +299,9 @@ bool rs_counters(struct store *s, const struct config *cfg, const struct addr *p
     if (!call_wait(r, c))
         return false;
     bool ok = c->nnums == 3;
-    for (int i = 0; ok && i < 3; i++)
-        out[i] = (uint32_t)c->nums[i];
+    if (ok)
+        *out = (struct store_counts){(uint32_t)c->nums[0], (uint32_t)c->nums[1],
+                                     (uint32_t)c->nums[2]};
     call_free(c);
     return ok;
 }

@@ -24,6 +24,11 @@ struct store_write {
     struct guard_block b;
 };
 
+/* A prefix's counts summed over the cluster's nodes. */
+struct store_counts {
+    uint32_t auth_failures, unauth_attempts, connections;
+};
+
 struct store_ops {
     /* Queues a write; returns at once. */
     void (*write)(struct store *s, const struct store_write *w);
@@ -41,10 +46,9 @@ struct store_ops {
      * hooks' limit() on the store's thread, on exactly one node. */
     void (*count)(struct store *s, const struct addr *prefix, enum guard_reason why,
                   long limit, int64_t window_ms);
-    /* Cluster mode only: the cluster's auth_failures, unauth_attempts and
-     * connections counts for `prefix` now. */
+    /* Cluster mode only: the cluster's counts for `prefix` now. */
     bool (*counters)(struct store *s, const struct config *c, const struct addr *prefix,
-                     uint32_t out[3]);
+                     struct store_counts *out);
 };
 
 /* What a shared store tells its node. Called on the store's own thread. */

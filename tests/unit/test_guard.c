@@ -73,7 +73,7 @@ static int64_t burst_at(int64_t t)
 /* n events of `what`, `step` apart from `start`; returns the 1-based index
  * of the event that imposed a block (0: none) and fills *made. */
 static int offend_n(struct guard *g, const struct config *c, const struct addr *client,
-                    enum guard_offense what, int64_t start, int64_t step, int n,
+                    enum guard_reason what, int64_t start, int64_t step, int n,
                     struct guard_block *made)
 {
     if (made)
@@ -91,7 +91,7 @@ static int offend_n(struct guard *g, const struct config *c, const struct addr *
 }
 
 static int offend_at(struct guard *g, const struct config *c, const struct addr *client,
-                     enum guard_offense what, const int64_t *times, int n, struct guard_block *made)
+                     enum guard_reason what, const int64_t *times, int n, struct guard_block *made)
 {
     if (made)
         memset(made, 0, sizeof *made);
@@ -201,7 +201,7 @@ static void test_auth_fifth_failure_blocks(void **state)
 
     for (int i = 1; i <= 4; i++) {
         memset(&b, 0, sizeof b);
-        if (guard_offend(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + i * SEC, &b))
+        if (guard_offend(g, c, &cl, GUARD_AUTH_FAILURES, T0 + i * SEC, &b))
             fail_msg("failure %d blocked; the limit is 5", i);
         assert_false(guard_blocked(g, &cl, T0 + i * SEC));
     }
@@ -210,7 +210,7 @@ static void test_auth_fifth_failure_blocks(void **state)
     assert_false(st.blocked);
 
     memset(&b, 0, sizeof b);
-    assert_true(guard_offend(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + 5 * SEC, &b));
+    assert_true(guard_offend(g, c, &cl, GUARD_AUTH_FAILURES, T0 + 5 * SEC, &b));
     assert_true(b.id != 0);
     assert_string_equal(F(&b.prefix), "203.0.113.7/32");
     assert_int_equal(b.reason, GUARD_AUTH_FAILURES);
@@ -246,7 +246,7 @@ static void test_blocked_honours_now(void **state)
     struct guard *g = guard_new();
     struct addr cl = A("203.0.113.9");
     struct guard_block b;
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + SEC, SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + SEC, SEC, 5, &b), 5);
     /* no guard_expire() call: a block past its expiry is not in force */
     assert_true(guard_blocked(g, &cl, b.expires_at - 1));
     assert_false(guard_blocked(g, &cl, b.expires_at + 1));
@@ -279,7 +279,7 @@ static void test_window_fifth_just_inside(void **state)
     struct addr cl = A("198.51.100.1");
     const int64_t t[] = { T0, T0 + SEC, T0 + 2 * SEC, T0 + 3 * SEC, T0 + 10 * MIN - SEC };
     struct guard_block b;
-    assert_int_equal(offend_at(g, c, &cl, GUARD_OFFENSE_AUTH, t, 5, &b), 5);
+    assert_int_equal(offend_at(g, c, &cl, GUARD_AUTH_FAILURES, t, 5, &b), 5);
     assert_int_equal(b.events, 5);
     assert_int_equal(b.first_event_at, T0);
     assert_int_equal(b.last_event_at, T0 + 10 * MIN - SEC);
@@ -301,7 +301,7 @@ static void test_window_old_failures_forgotten(void **state)
     struct guard_block b;
     /* the first four are 25 minutes old when the next four come: no block
      * until the 5th failure of the second burst */
-    assert_int_equal(offend_at(g, c, &cl, GUARD_OFFENSE_AUTH, t, 9, &b), 9);
+    assert_int_equal(offend_at(g, c, &cl, GUARD_AUTH_FAILURES, t, 9, &b), 9);
     assert_int_equal(b.events, 5);
     /* the trigger window lies within the 10 min window, not back at T0 */
     assert_true(b.first_event_at >= T0 + 25 * MIN - 10 * MIN + 4 * SEC);
@@ -323,7 +323,7 @@ static void test_window_even_spread_does_not_block(void **state)
     for (int i = 0; i < 40; i++) {
         int64_t t = T0 + 77 * SEC + i * 3 * MIN;
         struct guard_block b;
-        if (guard_offend(g, c, &a, GUARD_OFFENSE_AUTH, t, &b))
+        if (guard_offend(g, c, &a, GUARD_AUTH_FAILURES, t, &b))
             fail_msg("failure #%d at T0+%llds (one every 3 min, at most 4 in any 10 min) "
                      "imposed a block with events=%u", i + 1, (long long)((t - T0) / SEC), b.events);
     }
@@ -339,7 +339,7 @@ static void test_window_five_over_eleven_minutes(void **state)
     struct guard *g = guard_new();
     struct addr b = A("198.51.100.4");
     const int64_t t[] = { T0, T0 + 2 * MIN, T0 + 4 * MIN, T0 + 6 * MIN, T0 + 11 * MIN };
-    int k = offend_at(g, c, &b, GUARD_OFFENSE_AUTH, t, 5, NULL);
+    int k = offend_at(g, c, &b, GUARD_AUTH_FAILURES, t, 5, NULL);
     if (k != 0)
         fail_msg("5 failures over 11 minutes (4 within any 10) blocked at #%d", k);
     assert_false(guard_blocked(g, &b, T0 + 11 * MIN));
@@ -356,7 +356,7 @@ static void test_window_straddle_epoch_boundary(void **state)
     const int64_t B = T0 + 10 * MIN;            /* a boundary of epoch-aligned periods */
     const int64_t t[] = { B - 4 * SEC, B - 3 * SEC, B - 2 * SEC, B - SEC,
                           B, B + SEC, B + 2 * SEC, B + 3 * SEC };
-    int k = offend_at(g, c, &cl, GUARD_OFFENSE_AUTH, t, 8, NULL);
+    int k = offend_at(g, c, &cl, GUARD_AUTH_FAILURES, t, 8, NULL);
     if (k != 5 && k != 6)
         fail_msg("8 failures within 8 s across an epoch-aligned boundary: block at #%d, expected #5 (or #6)", k);
     guard_free(g);
@@ -372,7 +372,7 @@ static void test_window_straddle_first_event_boundary(void **state)
     const int64_t Fst = T0 + 2 * MIN + 3457;     /* periods aligned to the first event end at F+10m */
     const int64_t t[] = { Fst, Fst + 10 * MIN - 3 * SEC, Fst + 10 * MIN - 2 * SEC, Fst + 10 * MIN - SEC,
                           Fst + 10 * MIN, Fst + 10 * MIN + SEC, Fst + 10 * MIN + 2 * SEC, Fst + 10 * MIN + 3 * SEC };
-    int k = offend_at(g, c, &cl, GUARD_OFFENSE_AUTH, t, 8, NULL);
+    int k = offend_at(g, c, &cl, GUARD_AUTH_FAILURES, t, 8, NULL);
     /* true sliding (t-P, t]: #6; the first event drops out exactly at #5 */
     if (k != 5 && k != 6)
         fail_msg("failures across the first-event period boundary: block at #%d, expected #5 or #6", k);
@@ -439,14 +439,14 @@ static void test_unauth_limit(void **state)
     struct guard_block b;
 
     /* separate counters: 4 auth failures and 9 unauth attempts block nothing */
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + SEC, SEC, 4, NULL), 0);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_UNAUTH, T0 + 10 * SEC, SEC, 9, NULL), 0);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + SEC, SEC, 4, NULL), 0);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_UNAUTH_ATTEMPTS, T0 + 10 * SEC, SEC, 9, NULL), 0);
     struct guard_status st = status_of(g, c, "192.0.2.10", T0 + 19 * SEC);
     assert_int_equal(st.auth_failures, 4);
     assert_int_equal(st.unauth_attempts, 9);
 
     memset(&b, 0, sizeof b);
-    assert_true(guard_offend(g, c, &cl, GUARD_OFFENSE_UNAUTH, T0 + 20 * SEC, &b));
+    assert_true(guard_offend(g, c, &cl, GUARD_UNAUTH_ATTEMPTS, T0 + 20 * SEC, &b));
     assert_int_equal(b.reason, GUARD_UNAUTH_ATTEMPTS);
     assert_int_equal(b.events, 10);
     assert_int_equal(b.first_event_at, T0 + 10 * SEC);
@@ -468,7 +468,7 @@ static void test_block_resets_counters(void **state)
     struct addr cl = A("192.0.2.20");
     struct guard_block b1, b2;
 
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + SEC, SEC, 5, &b1), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + SEC, SEC, 5, &b1), 5);
     assert_int_equal(b1.expires_at, T0 + 5 * SEC + 1 * MIN);
     struct guard_status st = status_of(g, c, "192.0.2.20", T0 + 5 * SEC);
     assert_int_equal(st.auth_failures, 0);
@@ -480,7 +480,7 @@ static void test_block_resets_counters(void **state)
 
     /* still inside the first 10 minutes: if the 5 old failures counted,
      * one more would block */
-    int k = offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + 2 * MIN + SEC, SEC, 5, &b2);
+    int k = offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + 2 * MIN + SEC, SEC, 5, &b2);
     if (k != 5)
         fail_msg("after a block lifted, the new block came at failure #%d of the fresh count, expected #5", k);
     assert_int_equal(b2.events, 5);
@@ -506,7 +506,7 @@ static void run_ladder(struct guard *g, const struct config *c, const char *ip,
         int64_t start = burst_at(t);
         struct guard_block b;
         memset(&b, 0, sizeof b);
-        int n = offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, start, SEC, 5, &b);
+        int n = offend_n(g, c, &cl, GUARD_AUTH_FAILURES, start, SEC, 5, &b);
         if (n != 5)
             fail_msg("round %d: block at failure #%d, expected #5", k + 1, n);
         if (want[k] < 0) {
@@ -590,11 +590,11 @@ static void test_offense_memory_forgets(void **state)
     struct expired ex = { 0 };
 
     /* A1: T0+5s .. T0+15m5s */
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + SEC, SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + SEC, SEC, 5, &b), 5);
     assert_int_equal(b.expires_at - b.started_at, 15 * MIN);
     guard_expire(g, T0 + 30 * MIN, on_expired, &ex);
     /* A2: T0+30m5s .. T0+1h30m5s */
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + 30 * MIN + SEC, SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + 30 * MIN + SEC, SEC, 5, &b), 5);
     assert_int_equal(b.expires_at - b.started_at, 1 * HOUR);
     struct guard_status st = status_of(g, c, "192.0.2.40", T0 + 31 * MIN);
     assert_int_equal(st.offenses, 2);
@@ -605,7 +605,7 @@ static void test_offense_memory_forgets(void **state)
     st = status_of(g, c, "192.0.2.40", T0 + 2 * HOUR + 20 * MIN);
     assert_int_equal(st.offenses, 1);
     assert_false(st.blocked);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + 2 * HOUR + 20 * MIN + SEC, SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + 2 * HOUR + 20 * MIN + SEC, SEC, 5, &b), 5);
     if (b.expires_at - b.started_at != 1 * HOUR)
         fail_msg("3rd block with one remembered offense lasts %lld ms, expected 1 h (2nd rung)",
                  (long long)(b.expires_at - b.started_at));
@@ -614,7 +614,7 @@ static void test_offense_memory_forgets(void **state)
     guard_expire(g, T0 + 5 * HOUR + 30 * MIN, on_expired, &ex);
     st = status_of(g, c, "192.0.2.40", T0 + 5 * HOUR + 30 * MIN);
     assert_int_equal(st.offenses, 0);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + 5 * HOUR + 30 * MIN + SEC, SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + 5 * HOUR + 30 * MIN + SEC, SEC, 5, &b), 5);
     assert_int_equal(b.expires_at - b.started_at, 15 * MIN);
     guard_free(g);
     config_unref(c);
@@ -636,7 +636,7 @@ static void test_manual_blocks_not_in_ladder(void **state)
     assert_true(lifted == m.id);
     struct guard_status st = status_of(g, c, "192.0.2.50", T0 + 11 * SEC);
     assert_int_equal(st.offenses, 0);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + 20 * SEC, SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + 20 * SEC, SEC, 5, &b), 5);
     assert_int_equal(b.expires_at - b.started_at, 15 * MIN);
     st = status_of(g, c, "192.0.2.50", T0 + 30 * SEC);
     assert_int_equal(st.offenses, 1);
@@ -664,9 +664,9 @@ static void test_allow_never_counted_nor_blocked(void **state)
         assert_int_equal(guard_connect(g, c, &cl6, T0 + i * 10, &made, &did), GUARD_ACCEPT_ALLOWED);
         assert_false(did);
     }
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + SEC, 10, 100, NULL), 0);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_UNAUTH, T0 + SEC, 10, 100, NULL), 0);
-    assert_int_equal(offend_n(g, c, &cl6, GUARD_OFFENSE_AUTH, T0 + SEC, 10, 100, NULL), 0);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + SEC, 10, 100, NULL), 0);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_UNAUTH_ATTEMPTS, T0 + SEC, 10, 100, NULL), 0);
+    assert_int_equal(offend_n(g, c, &cl6, GUARD_AUTH_FAILURES, T0 + SEC, 10, 100, NULL), 0);
     assert_false(guard_blocked(g, &cl, T0 + 10 * SEC));
     assert_false(guard_blocked(g, &cl6, T0 + 10 * SEC));
     struct guard_status st = status_of(g, c, "203.0.113.99", T0 + 10 * SEC);
@@ -801,7 +801,7 @@ static void test_ipv6_grouped_per_64(void **state)
     for (int i = 0; i < 5; i++) {
         struct addr cl = A(ips[i]);
         memset(&b, 0, sizeof b);
-        if (guard_offend(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + (i + 1) * SEC, &b)) {
+        if (guard_offend(g, c, &cl, GUARD_AUTH_FAILURES, T0 + (i + 1) * SEC, &b)) {
             k = i + 1;
             break;
         }
@@ -833,7 +833,7 @@ static void test_ipv4_prefix_24(void **state)
         snprintf(ip, sizeof ip, "203.0.113.%d", i);
         struct addr cl = A(ip);
         memset(&b, 0, sizeof b);
-        if (guard_offend(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + i * SEC, &b))
+        if (guard_offend(g, c, &cl, GUARD_AUTH_FAILURES, T0 + i * SEC, &b))
             k = i;
     }
     assert_int_equal(k, 5);
@@ -851,13 +851,13 @@ static void test_ipv4_32_counted_separately(void **state)
     struct config *c = cfg();
     struct guard *g = guard_new();
     struct addr a = A("203.0.113.1"), b = A("203.0.113.2");
-    assert_int_equal(offend_n(g, c, &a, GUARD_OFFENSE_AUTH, T0 + SEC, SEC, 4, NULL), 0);
-    assert_int_equal(offend_n(g, c, &b, GUARD_OFFENSE_AUTH, T0 + 5 * SEC, SEC, 4, NULL), 0);
+    assert_int_equal(offend_n(g, c, &a, GUARD_AUTH_FAILURES, T0 + SEC, SEC, 4, NULL), 0);
+    assert_int_equal(offend_n(g, c, &b, GUARD_AUTH_FAILURES, T0 + 5 * SEC, SEC, 4, NULL), 0);
     assert_false(guard_blocked(g, &a, T0 + 10 * SEC));
     assert_false(guard_blocked(g, &b, T0 + 10 * SEC));
     /* a mapped IPv6 form of the same client is the same client */
     struct addr m = A("::ffff:203.0.113.1");
-    assert_int_equal(offend_n(g, c, &m, GUARD_OFFENSE_AUTH, T0 + 10 * SEC, SEC, 1, NULL), 1);
+    assert_int_equal(offend_n(g, c, &m, GUARD_AUTH_FAILURES, T0 + 10 * SEC, SEC, 1, NULL), 1);
     assert_true(guard_blocked(g, &a, T0 + 11 * SEC));
     guard_free(g);
     config_unref(c);
@@ -944,7 +944,7 @@ static void test_unblock(void **state)
     struct addr cl = A("198.51.100.9");
     struct addr key = A("198.51.100.9/32");
     struct guard_block b;
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + SEC, SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + SEC, SEC, 5, &b), 5);
     assert_true(guard_blocked(g, &cl, T0 + 6 * SEC));
 
     /* only the exact prefix is lifted */
@@ -1109,7 +1109,7 @@ static void test_install_idempotent(void **state)
 
     /* the next automatic block here is the 3rd: 24 h */
     struct guard_block b;
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, burst_at(now + HOUR), SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, burst_at(now + HOUR), SEC, 5, &b), 5);
     if (b.expires_at - b.started_at != 24 * HOUR)
         fail_msg("block after two installed offenses lasts %lld ms, expected 24 h",
                  (long long)(b.expires_at - b.started_at));
@@ -1165,9 +1165,9 @@ static void test_epoch_changes_on_block(void **state)
     struct guard *g = guard_new();
     struct addr cl = A("192.0.2.100");
     uint64_t e0 = guard_epoch(g);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + SEC, SEC, 4, NULL), 0);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + SEC, SEC, 4, NULL), 0);
     assert_true(guard_epoch(g) == e0);          /* counting alone changes nothing */
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + 5 * SEC, SEC, 1, NULL), 1);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + 5 * SEC, SEC, 1, NULL), 1);
     uint64_t e1 = guard_epoch(g);
     assert_true(e1 != e0);
     struct addr k = A("192.0.2.101/32");
@@ -1228,14 +1228,14 @@ static void test_sweep_frees_idle(void **state)
         assert_int_equal(guard_connect(g, c, &a, T0 + SEC, &made, &did), GUARD_ACCEPT);
         if (i != 1)                             /* #1 keeps its connection open */
             guard_disconnect(g, c, &a);
-        assert_false(guard_offend(g, c, &a, GUARD_OFFENSE_AUTH, T0 + 2 * SEC, &made));
+        assert_false(guard_offend(g, c, &a, GUARD_AUTH_FAILURES, T0 + 2 * SEC, &made));
     }
     struct addr k2 = A("10.0.0.2/32");           /* #2: a permanent manual block */
     struct guard_block old;
     bool had;
     guard_block_manual(g, &k2, -1, T0 + 3 * SEC, &made, &old, &had);
     struct addr a3 = A("10.0.0.3");              /* #3: an automatic block (an offense) */
-    assert_int_equal(offend_n(g, c, &a3, GUARD_OFFENSE_AUTH, T0 + 4 * SEC, SEC, 4, NULL), 4);
+    assert_int_equal(offend_n(g, c, &a3, GUARD_AUTH_FAILURES, T0 + 4 * SEC, SEC, 4, NULL), 4);
 
     struct guard_stats gs;
     guard_stats(g, T0 + 10 * SEC, &gs);
@@ -1290,8 +1290,8 @@ static void test_status_counters(void **state)
         assert_int_equal(guard_connect(g, c, &cl, T0 + SEC + i, &made, &did), GUARD_ACCEPT);
     guard_disconnect(g, c, &cl);
     guard_disconnect(g, c, &cl);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + 2 * SEC, 10, 3, NULL), 0);
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_UNAUTH, T0 + 3 * SEC, 10, 2, NULL), 0);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + 2 * SEC, 10, 3, NULL), 0);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_UNAUTH_ATTEMPTS, T0 + 3 * SEC, 10, 2, NULL), 0);
 
     struct guard_status st = status_of(g, c, "192.0.2.110", T0 + 4 * SEC);
     assert_false(st.blocked);
@@ -1311,7 +1311,7 @@ static void test_status_counters(void **state)
 
     /* a block */
     struct guard_block b;
-    assert_int_equal(offend_n(g, c, &cl, GUARD_OFFENSE_AUTH, T0 + HOUR + SEC, SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &cl, GUARD_AUTH_FAILURES, T0 + HOUR + SEC, SEC, 5, &b), 5);
     st = status_of(g, c, "192.0.2.110", T0 + HOUR + 10 * SEC);
     assert_true(st.blocked);
     assert_int_equal(st.state, BLOCK_ACTIVE);
@@ -1344,7 +1344,7 @@ static void test_stats_and_list(void **state)
     struct addr a = A("192.0.2.120"), k = A("192.0.2.121/32");
     struct guard_block b, m, old;
     bool had;
-    assert_int_equal(offend_n(g, c, &a, GUARD_OFFENSE_AUTH, T0 + SEC, SEC, 5, &b), 5);
+    assert_int_equal(offend_n(g, c, &a, GUARD_AUTH_FAILURES, T0 + SEC, SEC, 5, &b), 5);
     guard_block_manual(g, &k, -1, T0 + 10 * SEC, &m, &old, &had);
     guard_stats(g, T0 + 20 * SEC, &gs);
     assert_int_equal(gs.blocks, 2);

@@ -410,7 +410,7 @@ static void evict_spray_keeps_near_limit(void **state)
     for (int i = 0; i < 5; i++) {
         near[i] = v4(0xc6336400u + (uint32_t)i, 32);   /* 198.51.100.i */
         for (int k = 0; k < c->auth_fail_limit - 1; k++)
-            assert_false(guard_offend(g, c, &near[i], GUARD_OFFENSE_AUTH, T0 + k * SEC, &made));
+            assert_false(guard_offend(g, c, &near[i], GUARD_AUTH_FAILURES, T0 + k * SEC, &made));
     }
     struct addr blocked = A("192.0.2.1");
     assert_true(guard_impose(g, c, &blocked, GUARD_AUTH_FAILURES, T0, 5, T0, &made));
@@ -431,7 +431,7 @@ static void evict_spray_keeps_near_limit(void **state)
         guard_status(g, c, &near[i], now, &gs);
         assert_int_equal(gs.auth_failures, c->auth_fail_limit - 1);
         /* and the next failure is the limit */
-        assert_true(guard_offend(g, c, &near[i], GUARD_OFFENSE_AUTH, now, &made));
+        assert_true(guard_offend(g, c, &near[i], GUARD_AUTH_FAILURES, now, &made));
     }
     guard_free(g);
     config_unref(c);
@@ -449,8 +449,8 @@ static void evict_order(void **state)
     bool did;
     for (uint32_t i = 0; i < 100; i++) {
         struct addr a = v4(0x0a000000u + i, 32);
-        guard_offend(g, c, &a, GUARD_OFFENSE_AUTH, T0, &made);
-        guard_offend(g, c, &a, GUARD_OFFENSE_AUTH, T0, &made);
+        guard_offend(g, c, &a, GUARD_AUTH_FAILURES, T0, &made);
+        guard_offend(g, c, &a, GUARD_AUTH_FAILURES, T0, &made);
     }
     struct guard_stats st;
     struct addr fresh = A("192.0.2.200");

@@ -132,9 +132,9 @@ static struct guard_block impose(struct fixture *f, const char *ip, int64_t now)
     f->c->auth_fail_limit = 3;
     struct addr a = A(ip);
     struct guard_block b;
-    assert_false(guard_offend(f->g, f->c, &a, GUARD_OFFENSE_AUTH, now - 20, &b));
-    assert_false(guard_offend(f->g, f->c, &a, GUARD_OFFENSE_AUTH, now - 10, &b));
-    assert_true(guard_offend(f->g, f->c, &a, GUARD_OFFENSE_AUTH, now, &b));
+    assert_false(guard_offend(f->g, f->c, &a, GUARD_AUTH_FAILURES, now - 20, &b));
+    assert_false(guard_offend(f->g, f->c, &a, GUARD_AUTH_FAILURES, now - 10, &b));
+    assert_true(guard_offend(f->g, f->c, &a, GUARD_AUTH_FAILURES, now, &b));
     util_strlcpy(b.node, "unit", sizeof b.node);
     store_put(f->s, &b);
     return b;
