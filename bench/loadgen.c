@@ -15,6 +15,9 @@
  *             replies after the final dot (or the first unexpected reply).
  *   authfail  EHLO, AUTH PLAIN with a wrong password, QUIT. op = connection;
  *             codes = AUTH replies (or the greeting if it was not 220).
+ *   auth      the same with the right password: the cost of a successful
+ *             AUTH alone (no message). op = connection; codes = AUTH
+ *             replies, so a 535 shows up as a code, not as speed.
  *   idle      open -c connections (greeting read; with --starttls also
  *             EHLO + STARTTLS + handshake) and hold them for -d seconds;
  *             reports how many are still open at the end. Prints a line
@@ -49,8 +52,9 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-enum mode { M_GREET, M_SESSION, M_AUTHFAIL, M_IDLE };
-static const char *const mode_names[] = {"greet", "session", "authfail", "idle"};
+enum mode { M_GREET, M_SESSION, M_AUTHFAIL, M_IDLE, M_AUTH };
+static const char *const mode_names[] = {"greet", "session", "authfail", "idle", "auth"};
+#define N_MODES (sizeof mode_names / sizeof mode_names[0])
 
 /* ---- options ---------------------------------------------------------- */
 
@@ -387,7 +391,7 @@ static bool on_reply(struct conn *c, int code)
         }
         break;
     case ST_AUTH:
-        if (O.mode == M_AUTHFAIL) {
+        if (O.mode == M_AUTHFAIL || O.mode == M_AUTH) {
             c->code = code;
             c->state = ST_QUIT;
             send_text(c, "QUIT\r\n");
@@ -612,7 +616,7 @@ static int connect_one(struct thread *th, struct conn *c)
             return -1;
         }
     }
-    if (O.mode == M_SESSION || O.mode == M_AUTHFAIL) {
+    if (O.mode == M_SESSION || O.mode == M_AUTHFAIL || O.mode == M_AUTH) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
@@ -881,7 +885,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: smtp-loadgen MODE -P PORT [options]\n"
-        "MODE: greet | session | authfail | idle\n"
+        "MODE: greet | session | authfail | auth | idle\n"
         "  -H, --host ADDR        target address, loopback only (default 127.0.0.1)\n"
         "  -P, --port PORT        target port (required)\n"
         "  -t, --threads N        event-loop threads (default 1)\n"
@@ -895,7 +899,7 @@ static void usage(FILE *f)
         "      --from ADDR        envelope sender (default: the user)\n"
         "      --to ADDR          recipient (default rcpt@example.test)\n"
         "      --helo NAME        EHLO name (default loadgen.bench.test)\n"
-        "      --starttls         session/authfail/idle: STARTTLS before AUTH / holding\n"
+        "      --starttls         session/authfail/auth/idle: STARTTLS before AUTH / holding\n"
         "      --tls              greet: implicit TLS (a /tls listener): a full handshake,\n"
         "                         then the greeting and QUIT inside TLS\n"
         "      --sources N        bind to N source addresses from --source-base\n"
@@ -1029,7 +1033,7 @@ int main(int argc, char **argv)
         return 2;
     }
     bool found = false;
-    for (int i = 0; i < 4; i++)
+    for (size_t i = 0; i < N_MODES; i++)
         if (strcmp(argv[optind], mode_names[i]) == 0) {
             O.mode = (enum mode)i;
             found = true;

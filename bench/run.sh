@@ -14,7 +14,8 @@
 #   BENCH_BUILD [build]       the meson build directory
 #   BENCH_OUT [docs/BENCHMARKS.md]   where the report goes; "-" for none
 #   BENCH_PORT_BASE [24250]   ports used: base .. base+7 (keep them out of the
-#                             ephemeral range, or a server restart can find its port taken)
+#                             ephemeral range, or a server restart can find its port taken);
+#                             authdovecot and bigmsg reuse the relay's and portcullisd's
 #   BENCH_IDLE_CONNS [100000] idle plain connections held by portcullisd
 #   BENCH_TLS_IDLE [10000]    idle TLS connections held by portcullisd
 #   BENCH_BLOCKED_IDLE [10000] blocked clients that never send QUIT
@@ -22,7 +23,10 @@
 #   BENCH_SKIP_POSTFIX [0]    1: leave Postfix out (reason printed)
 #   BENCH_SPRAY_N ["100000 1000000"]  addresses per spray run (bench/spray.py)
 #   BENCH_SPRAY_TRACKED [10000]       max_tracked of the sprayed daemon
-#   BENCH_ONLY [all]          space-separated subset of: greet greettls session tls relay authfail idle guard spray
+#   BENCH_ONLY [all]          space-separated subset of: greet greettls session tls relay authdovecot
+#                             authfail bigmsg idle guard spray
+#   BENCH_BIGMSG_N [8]        bigmsg: sessions at once, each sending one message of
+#   BENCH_BIGMSG_SIZE [25000000]  bytes (bench/bigmsg.py)
 #   BENCH_KEEP [0]            1: keep the temp dir (logs, configs) and print its path
 set -u
 
@@ -38,7 +42,9 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-100000}
 TLS_IDLE=${BENCH_TLS_IDLE:-10000}
 BLOCKED_IDLE=${BENCH_BLOCKED_IDLE:-10000}
 PF_IDLE=${BENCH_POSTFIX_IDLE:-300}
-ONLY=${BENCH_ONLY:-greet greettls session tls relay authfail idle guard spray}
+ONLY=${BENCH_ONLY:-greet greettls session tls relay authdovecot authfail bigmsg idle guard spray}
+BIGMSG_N=${BENCH_BIGMSG_N:-8}
+BIGMSG_SIZE=${BENCH_BIGMSG_SIZE:-25000000}
 SPRAY_N=${BENCH_SPRAY_N:-100000 1000000}
 SPRAY_TRACKED=${BENCH_SPRAY_TRACKED:-10000}
 PY=/usr/bin/python3
@@ -489,7 +495,7 @@ fi
 # ---- portcullisd in relay mode, in front of that Postfix, Dovecot for AUTH ----
 PDR_OK=0; PDR_PID=""
 PDR_DIR="$T/portcullisd-relay"; PDR_CONF="$PDR_DIR/portcullis.conf"
-if [ $PF_OK = 1 ] && [ -x "$PD" ] && want relay; then
+if [ $PF_OK = 1 ] && [ -x "$PD" ] && { want relay || want authdovecot || want bigmsg; }; then
   mkdir -p "$PDR_DIR/var"
   : > "$PDR_DIR/users"
   cat > "$PDR_CONF" <<EOF
@@ -526,9 +532,12 @@ socket = var/portcullis.sock
 [log]
 level = warn
 EOF
-  "$PD" -c "$PDR_CONF" 2> "$PDR_DIR/portcullisd.log" &
-  PDR_PID=$!; PIDS="$PIDS $PDR_PID"
-  if wait_port "$P_PDR" 10 "$PDR_PID" && wait_port "$P_PFR" 10; then
+  pdr_start() {
+    "$PD" -c "$PDR_CONF" 2>> "$PDR_DIR/portcullisd.log" &
+    PDR_PID=$!; PIDS="$PIDS $PDR_PID"
+    wait_port "$P_PDR" 10 "$PDR_PID" && wait_port "$P_PFR" 10
+  }
+  if pdr_start; then
     PDR_OK=1
     say "bench: portcullisd (relay -> 127.0.0.1:$P_PFR, Dovecot auth) pid $PDR_PID on 127.0.0.1:$P_PDR"
   else
@@ -621,6 +630,52 @@ if want relay && [ $PDR_OK = 1 ]; then
     run_lg session-relay portcullisd-relay "$run" session -P $P_PDR $SESS_ARGS -u $USER_CHEAP -d "$SECS" -q; sleep 1
     run_lg session-relay postfix "$run" session -P $P_PF $SESS_ARGS -u $USER_CHEAP -d "$SECS" -q; sleep 1
   done
+fi
+
+# ---- authdovecot: AUTH alone, both servers asking the same Dovecot ------------
+# EHLO, AUTH PLAIN (right password), QUIT: portcullisd with [auth] backend =
+# dovecot against Postfix's smtpd with Dovecot SASL, the one private Dovecot
+# instance and passwd-file behind both; run k of each back to back.
+if want authdovecot && [ $PDR_OK = 1 ]; then
+  say "bench: authdovecot (EHLO, AUTH PLAIN via the same Dovecot, QUIT) at 64 concurrent"
+  AD_ARGS="-t 1 -c 64 --sources 4 --source-base 127.0.0.2 -u $USER_CHEAP -p $PASS"
+  for run in $(seq 1 "$RUNS"); do
+    run_lg authdovecot portcullisd-relay "$run" auth -P $P_PDR $AD_ARGS -d "$SECS" -q; sleep 1
+    run_lg authdovecot postfix "$run" auth -P $P_PF $AD_ARGS -d "$SECS" -q; sleep 1
+  done
+fi
+
+# ---- bigmsg: memory per session in DATA with big messages ----------------------
+# BIGMSG_N sessions each send one BIGMSG_SIZE message at once (bench/bigmsg.py);
+# the daemon's RSS/PSS is sampled during the transfer. Maildir mode on a fresh
+# portcullisd; relay mode through the relay instance to the private Postfix.
+run_bigmsg() {   # WORKLOAD SERVER PORT PID
+  local log="$T/bigmsg-$1.out"
+  local args="--port $3 --pid $4 -n $BIGMSG_N --size $BIGMSG_SIZE --user $USER_CHEAP --password $PASS"
+  printf '%s\t%s\t%s\n' "$1" "$2" "bench/bigmsg.py ${args/--pid $4/--pid PID}" >> "$CMDS"
+  timeout 300 "$PY" "$REPO/bench/bigmsg.py" $args > "$log" 2> "$log.err"
+  local r
+  r=$(grep '^RESULT ' "$log" | tail -1)
+  if [ -z "$r" ]; then r="RESULT failed=1"; say "bench: $1: no RESULT ($(tail -1 "$log.err"))"; fi
+  printf '%s\t%s\t1\t%s\n' "$1" "$2" "$r" >> "$RES"
+  say "  $1 $2: $(tail -1 "$log.err")"
+}
+if want bigmsg; then
+  say "bench: bigmsg ($BIGMSG_N sessions x $BIGMSG_SIZE bytes in DATA at once: daemon RSS/PSS)"
+  if [ $PD_OK = 1 ] && pd_restart; then
+    run_bigmsg bigmsg-maildir portcullisd $P_PD "$PD_PID"
+  fi
+  if [ $PDR_OK = 1 ]; then
+    # a fresh process here too: earlier workloads' heap would hide the growth
+    kill -TERM "$PDR_PID" 2>/dev/null
+    i=0; while kill -0 "$PDR_PID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -9 "$PDR_PID" 2>/dev/null; wait "$PDR_PID" 2>/dev/null
+    if pdr_start; then
+      run_bigmsg bigmsg-relay portcullisd-relay $P_PDR "$PDR_PID"
+    else
+      skip bigmsg-relay "portcullisd (relay) did not restart: $(tail -3 "$PDR_DIR/portcullisd.log" | tr '\n' ' ')"
+    fi
+  fi
 fi
 
 # ---- authfail: wrong passwords (one run each; failure delays dominate) ---------
